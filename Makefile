@@ -1,0 +1,40 @@
+# meshsre: every target that needs the virtualenv depends on `setup`, so each works on a fresh clone.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MESHSRE := $(VENV)/bin/meshsre
+HOST ?=
+PORT ?= 8080
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed ## Create .venv and install meshsre with its dev tools (idempotent)
+
+test: setup ## Run the project's tests (real PostgreSQL, Redis, Prometheus, HAProxy)
+	$(PY) -m pytest
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check mesh meshsre
+	$(VENV)/bin/mypy
+
+fmt: setup ## Format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format mesh meshsre
+
+run: setup ## Run one mesh process in the foreground (PORT=8080, MESH_STORAGE_URL=sqlite:///...)
+	$(MESHSRE) serve --port $(PORT)
+
+bench: setup ## Benchmark the runtime (wrk against a real server); writes reports/out/bench/
+	$(PY) -m mesh.bench
+
+.PHONY: help setup test lint fmt run bench

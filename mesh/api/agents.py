@@ -1,0 +1,90 @@
+"""Agent registry: register with a proof of possession, read, list, deregister, set trust."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from mesh.api.common import decode_b64, mesh_of
+from mesh.api.models import Registration, TrustUpdate
+from mesh.auth import authenticate
+from mesh.errors import NotFound, Unauthorized
+from mesh.store import records
+from meshsre import identity
+
+router = APIRouter(tags=["agents"])
+NEW_AGENT_TRUST = 500
+
+
+@router.post("/v1/agents", status_code=201)
+async def register(body: Registration, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    public_key = decode_b64(body.public_key, "body.public_key", 32)
+    proof = decode_b64(body.proof, "body.proof", 64)
+    if abs(time.time() - body.timestamp) > mesh.settings.proof_max_age_seconds:
+        raise Unauthorized("proof timestamp is more than 5 minutes from now",
+                           field="body.timestamp")
+    if not identity.verify(public_key, proof, identity.proof_message(body.public_key,
+                                                                      body.timestamp)):
+        raise Unauthorized("proof does not verify with the public key", field="body.proof")
+    did = identity.did_for(public_key)
+    record = {
+        "did": did, "public_key": body.public_key, "name": body.name, "sponsor": body.sponsor,
+        "capabilities": body.capabilities, "policy": body.policy,
+        "trust_score": NEW_AGENT_TRUST, "created_at": time.time(),
+    }
+    await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
+    mesh.metrics.audit_appends.labels("agent.registered").inc()
+    return record
+
+
+@router.get("/v1/agents/{did}")
+async def get_agent(did: str, request: Request) -> dict[str, Any]:
+    agent = await mesh_of(request).store.call("get_agent", records.get_agent(did))
+    if agent is None:
+        raise NotFound(f"no agent {did}", field="path.did")
+    return agent
+
+
+@router.get("/v1/agents")
+async def list_agents(
+    request: Request,
+    capability: str | None = Query(default=None, max_length=100),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=100),
+) -> dict[str, Any]:
+    items = await mesh_of(request).store.call(
+        "list_agents", records.list_agents(capability, limit, cursor)
+    )
+    return {"items": items, "next_cursor": items[-1]["did"] if len(items) == limit else None}
+
+
+@router.delete("/v1/agents/{did}")
+async def deregister(did: str, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    caller = await authenticate(mesh, request, subject=did)
+    deleted = await mesh.store.call(
+        "delete_agent", records.delete_agent(did, caller.actor, time.time()), write=True
+    )
+    if not deleted:
+        raise NotFound(f"no agent {did}", field="path.did")
+    mesh.metrics.audit_appends.labels("agent.deregistered").inc()
+    return {"did": did, "deleted": True}
+
+
+@router.put("/v1/agents/{did}/trust")
+async def set_trust(did: str, body: TrustUpdate, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    caller = await authenticate(mesh, request, admin_only=True)
+    score = await mesh.store.call(
+        "change_trust",
+        records.change_trust(did, caller.actor, time.time(), score=body.score,
+                             reason=body.reason),
+        write=True,
+    )
+    if score is None:
+        raise NotFound(f"no agent {did}", field="path.did")
+    mesh.metrics.audit_appends.labels("trust.changed").inc()
+    return {"did": did, "trust_score": score}

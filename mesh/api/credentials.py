@@ -1,0 +1,73 @@
+"""Short-lived credentials: issue, verify, revoke. Verification consults the replica's
+in-memory revocation set, which the fan-out keeps current within the propagation SLO."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from mesh.api.common import mesh_of
+from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
+from mesh.auth import authenticate
+from mesh.errors import NotFound, StoreUnavailable
+from mesh.runtime import Mesh
+from mesh.store import records
+
+router = APIRouter(tags=["credentials"])
+
+
+def _issuer(mesh: Mesh) -> Any:
+    if mesh.issuer is None:
+        raise StoreUnavailable("the issuer key is not loaded yet; the store is not ready")
+    return mesh.issuer
+
+
+@router.post("/v1/credentials", status_code=201)
+async def issue(body: CredentialRequest, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    caller = await authenticate(mesh, request, subject=body.did)
+    if caller.agent is None and await mesh.store.call(
+        "get_agent", records.get_agent(body.did)
+    ) is None:
+        raise NotFound(f"no agent {body.did}", field="body.did")
+    credential = _issuer(mesh).issue(body.did, body.ttl_seconds)
+    await mesh.store.call(
+        "insert_credential",
+        records.insert_credential(credential["jti"], body.did, credential["iat"],
+                                  credential["exp"], caller.actor),
+        write=True,
+    )
+    mesh.metrics.issued.inc()
+    mesh.metrics.audit_appends.labels("credential.issued").inc()
+    return {"token": credential["token"], "jti": credential["jti"], "did": body.did,
+            "issued_at": credential["iat"], "expires_at": credential["exp"]}
+
+
+@router.post("/v1/credentials/verify")
+async def verify(body: VerifyCredential, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    verdict = _issuer(mesh).verify(body.token, mesh.revocations.revoked)
+    mesh.metrics.verifications.labels(verdict.reason).inc()
+    return {"valid": verdict.valid, "reason": verdict.reason, "claims": verdict.claims}
+
+
+@router.post("/v1/credentials/{jti}/revoke")
+async def revoke(jti: str, body: RevocationRequest, request: Request) -> dict[str, Any]:
+    mesh = mesh_of(request)
+    row = await mesh.store.call("get_credential", records.get_credential(jti))
+    if row is None:
+        raise NotFound(f"no credential {jti}", field="path.jti")
+    did = row[0]
+    caller = await authenticate(mesh, request, subject=did)
+    _, revoked_at = await mesh.store.call(
+        "revoke_credential",
+        records.revoke_credential(jti, did, body.reason, caller.actor, time.time(),
+                                  notify=mesh.store.backend == "postgresql"),
+        write=True,
+    )
+    await mesh.revocations.publish(jti, revoked_at)
+    mesh.metrics.revoked.labels(body.reason).inc()
+    mesh.metrics.audit_appends.labels("credential.revoked").inc()
+    return {"jti": jti, "did": did, "reason": body.reason, "revoked_at": revoked_at}

@@ -1,0 +1,81 @@
+"""The mesh's ASGI application: routes, error bodies, the edge middleware, the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from mesh import __version__
+from mesh.api import agents, audit, credentials, decisions, handshakes, health
+from mesh.errors import MeshError
+from mesh.middleware import EdgeMiddleware
+from mesh.runtime import Mesh
+from mesh.settings import Settings
+from mesh.tracing import tracer
+
+__all__ = ["create_app"]
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _malformed(message: str) -> JSONResponse:
+    return JSONResponse(status_code=400, content={
+        "error": "malformed_json", "field": "body", "message": message,
+    })
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _malformed("request body is not valid JSON")
+    if any(tuple(e["loc"]) == ("body",) and e.get("type") == "model_attributes_type"
+           for e in errors):
+        return _malformed("request body must be a JSON object (Content-Type: application/json)")
+    details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
+    first = details[0]
+    return JSONResponse(status_code=422, content={
+        "error": "invalid_request", "field": first["field"],
+        "message": f"{first['field']}: {first['message']}", "details": details,
+    })
+
+
+async def _mesh_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MeshError)
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
+
+
+def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None
+               ) -> FastAPI:
+    settings = settings or Settings()
+    mesh = Mesh(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await mesh.start()
+        try:
+            yield
+        finally:
+            await mesh.stop()
+
+    app = FastAPI(title="agentmesh reference runtime", version=__version__, lifespan=lifespan)
+    app.state.mesh = mesh
+    for module in (health, agents, handshakes, decisions, credentials, audit):
+        app.include_router(module.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(MeshError, _mesh_error)
+    app.add_middleware(
+        EdgeMiddleware, metrics=mesh.metrics, tracer=tracer(settings.zone, settings.replica),
+        max_inflight=settings.max_inflight, max_body=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
+    return app

@@ -1,0 +1,89 @@
+"""The hash-chained audit log: canonical JSON, SHA-256, and the verify walk.
+
+Entry ``n`` stores ``hash = sha256(canonical({seq, ts, actor, action, subject, data,
+prev_hash}))`` with ``prev_hash`` the hash of entry ``n - 1``; entry 0 is the genesis entry.
+Any edited, removed or reordered entry breaks the chain at its own index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["GENESIS_HASH", "ChainCheck", "Entry", "canonical", "entry_hash", "walk"]
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    ts: float
+    actor: str
+    action: str
+    subject: str
+    data: str  # canonical JSON text, hashed as the object it encodes
+    prev_hash: str
+    hash: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "ts": self.ts, "actor": self.actor, "action": self.action,
+            "subject": self.subject, "data": json.loads(self.data),
+            "prev_hash": self.prev_hash, "hash": self.hash,
+        }
+
+
+def entry_hash(
+    seq: int, ts: float, actor: str, action: str, subject: str, data: str, prev_hash: str
+) -> str:
+    envelope = {
+        "seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject,
+        "data": json.loads(data), "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical(envelope).encode()).hexdigest()
+
+
+@dataclass
+class ChainCheck:
+    """State of a verify walk; feed it entries in order, possibly across several calls."""
+
+    length: int = 0
+    head: str = GENESIS_HASH
+    first_bad_index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_index is None
+
+    def feed(self, entries: Iterable[Entry]) -> None:
+        for e in entries:
+            if self.first_bad_index is None:
+                expected_prev = GENESIS_HASH if self.length == 0 else self.head
+                recomputed = entry_hash(
+                    e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash
+                )
+                if e.seq != self.length or e.prev_hash != expected_prev or recomputed != e.hash:
+                    self.first_bad_index = self.length
+                else:
+                    self.head = e.hash
+            self.length += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "length": self.length, "head": self.head,
+            "first_bad_index": self.first_bad_index,
+        }
+
+
+def walk(entries: Iterable[Entry]) -> ChainCheck:
+    check = ChainCheck()
+    check.feed(entries)
+    return check

@@ -1,0 +1,131 @@
+"""One mesh process's long-lived parts and their lifecycle: store, issuer key, revocations,
+rate limiter, Redis breaker, and the background checks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import platform
+import time
+
+from prometheus_client import CollectorRegistry
+
+from mesh import __version__
+from mesh.audit import ChainCheck
+from mesh.breaker import CircuitBreaker
+from mesh.credentials import Issuer
+from mesh.errors import StoreUnavailable
+from mesh.policy import RateLimiter
+from mesh.revocation import RevocationBook
+from mesh.settings import Settings
+from mesh.stats import StoreCollector
+from mesh.store import Store, open_store, records
+from mesh.telemetry import Metrics
+
+__all__ = ["Mesh"]
+
+log = logging.getLogger("mesh")
+
+
+class Mesh:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.store: Store = open_store(settings.storage_url, self.metrics,
+                                       settings.storage_timeout_seconds)
+        self.metrics.build_info.labels(__version__, platform.python_version(),
+                                       self.store.backend).set(1)
+        self.breaker = CircuitBreaker("redis", self.metrics.breaker_state)
+        self.revocations = RevocationBook(
+            self.store, self.metrics, settings.revocation_poll_seconds, settings.redis_url,
+            self.breaker,
+        )
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.issuer: Issuer | None = None
+        self.ready = False
+        self._chain = ChainCheck()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.store_stats = StoreCollector(self.store)
+        self.registry.register(self.store_stats)
+
+    @property
+    def node(self) -> str:
+        return f"{self.settings.zone}/{self.settings.replica}"
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._prepare()))
+
+    async def _prepare(self) -> None:
+        """Creates the schema and loads the issuer key, retrying while the store is down, so a
+        replica started before its database comes up by itself when the database does."""
+        while True:
+            try:
+                await self.store.migrate()
+                self.issuer = Issuer(await self._issuer_seed())
+                break
+            except StoreUnavailable as exc:
+                log.warning("store not ready yet: %s", exc.message)
+                await asyncio.sleep(1.0)
+        await self.revocations.start()
+        self._tasks.append(asyncio.create_task(self._audit_loop()))
+        self.ready = True
+        log.info("mesh replica %s ready on %s", self.node, self.store.backend)
+
+    async def _issuer_seed(self) -> bytes:
+        if self.settings.issuer_key is not None:
+            return base64.b64decode(self.settings.issuer_key.get_secret_value())
+        fresh = base64.b64encode(os.urandom(32)).decode()
+        # The first replica to start picks the key; all others read the same one.
+        kept = await self.store.call(
+            "meta_setdefault", records.meta_setdefault("issuer_key", fresh), write=True
+        )
+        return base64.b64decode(kept)
+
+    async def check_ready(self) -> bool:
+        if not self.ready:
+            self.metrics.store_up.set(0)
+            return False
+        try:
+            await self.store.ping()
+        except StoreUnavailable:
+            self.metrics.store_up.set(0)
+            return False
+        self.metrics.store_up.set(1)
+        return True
+
+    async def _audit_loop(self) -> None:
+        """Verifies the chain incrementally so a broken chain shows in metrics within seconds.
+        A full re-walk happens on every ``GET /v1/audit/verify``."""
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                await self.verify_chain(self._chain)
+            self.metrics.chain_valid.set(1 if self._chain.ok else 0)
+            self.metrics.chain_length.set(self._chain.length)
+            await asyncio.sleep(self.settings.audit_check_seconds)
+
+    async def verify_chain(self, check: ChainCheck, page: int = 2000) -> ChainCheck:
+        while check.ok:
+            entries = await self.store.call(
+                "audit_after", records.audit_after(check.length - 1, page)
+            )
+            check.feed(entries)
+            if len(entries) < page:
+                break
+        return check
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.revocations.stop()
+        self.store.close()
+
+    @staticmethod
+    def now() -> float:
+        return time.time()

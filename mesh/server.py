@@ -1,0 +1,24 @@
+"""Run one mesh process in the foreground (what `meshsre serve` and the local cluster start)."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from mesh.app import create_app
+from mesh.logs import configure
+from mesh.settings import Settings
+
+__all__ = ["run"]
+
+
+def run(host: str, port: int, storage: str, redis: str | None, zone: str, replica: str) -> None:
+    os.environ.update({"MESH_STORAGE_URL": storage, "MESH_ZONE": zone, "MESH_REPLICA": replica})
+    if redis:
+        os.environ["MESH_REDIS_URL"] = redis
+    settings = Settings()
+    configure(settings.log_level, zone, replica)
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=5)

@@ -1,0 +1,71 @@
+"""The store: one async interface over SQLite, PostgreSQL or memory, chosen by URL.
+
+Every call runs in the driver's thread(s) under a timeout, is timed into
+``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
+when it fails, so a slow or dead database shows up in metrics, not only in latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, TypeVar
+
+from mesh.errors import StoreUnavailable
+from mesh.store import records, schema
+from mesh.store.drivers import Driver, Work, open_driver
+from mesh.telemetry import Metrics
+
+__all__ = ["Store", "open_store", "records"]
+
+T = TypeVar("T")
+
+
+class Store:
+    def __init__(self, driver: Driver, metrics: Metrics, timeout_s: float = 2.0) -> None:
+        self.driver = driver
+        self.backend = driver.backend
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+
+    async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            future = loop.run_in_executor(self.driver.executor, self.driver.run, work, write)
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TimeoutError as exc:
+            self._error(operation, "timeout")
+            raise StoreUnavailable(
+                f"storage call {operation} timed out after {self.timeout_s:g}s"
+            ) from exc
+        except StoreUnavailable:
+            self._error(operation, "unavailable")
+            raise
+        finally:
+            self.metrics.storage_duration.labels(self.backend, operation).observe(
+                time.perf_counter() - started
+            )
+
+    def _error(self, operation: str, kind: str) -> None:
+        self.metrics.storage_errors.labels(self.backend, operation, kind).inc()
+
+    async def migrate(self) -> None:
+        statements = schema.statements(self.backend)
+
+        def work(cur: Any) -> None:
+            for sql in statements:
+                cur.execute(sql)
+            records.ensure_genesis(cur)
+
+        await self.call("migrate", work, write=True)
+
+    async def ping(self) -> None:
+        await self.call("ping", records.ping)
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def open_store(url: str, metrics: Metrics, timeout_s: float = 2.0) -> Store:
+    return Store(open_driver(url, timeout_s), metrics, timeout_s)

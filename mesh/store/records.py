@@ -1,0 +1,270 @@
+"""Store operations as plain transaction functions over a DB-API cursor (``?`` placeholders).
+
+Every write that changes state appends its audit entry in the same transaction, so a state
+change and its audit record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mesh import audit
+from mesh.errors import Conflict
+from mesh.telemetry import TRUST_BUCKETS
+
+__all__ = [
+    "AGENT_COLUMNS",
+    "append_audit",
+    "ensure_genesis",
+]
+
+AGENT_COLUMNS = "did, public_key, name, sponsor, capabilities, policy, trust_score, created_at"
+
+
+def agent_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    did, public_key, name, sponsor, caps, policy, trust, created = row
+    return {
+        "did": did, "public_key": public_key, "name": name, "sponsor": sponsor,
+        "capabilities": json.loads(caps), "policy": policy, "trust_score": int(trust),
+        "created_at": float(created),
+    }
+
+
+def append_audit(
+    cur: Any, actor: str, action: str, subject: str, data: dict[str, Any], now: float
+) -> audit.Entry:
+    now = float(now)  # the column is a double: hash exactly what will be read back
+    head = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (0, audit.GENESIS_HASH) if head is None else (int(head[0]) + 1, head[1])
+    text = audit.canonical(data)
+    digest = audit.entry_hash(seq, now, actor, action, subject, text, prev)
+    cur.execute(
+        "INSERT INTO audit (seq, ts, actor, action, subject, data, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, now, actor, action, subject, text, prev, digest),
+    )
+    return audit.Entry(seq, now, actor, action, subject, text, prev, digest)
+
+
+def ensure_genesis(cur: Any) -> None:
+    if cur.execute("SELECT 1 FROM audit WHERE seq = 0").fetchone() is None:
+        append_audit(cur, "mesh", "genesis", "", {"version": 1}, time.time())
+
+
+def meta_setdefault(key: str, value: str) -> Callable[[Any], str]:
+    def work(cur: Any) -> str:
+        cur.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, value),
+        )
+        return str(cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+    return work
+
+
+def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.Entry]:
+    def work(cur: Any) -> audit.Entry:
+        if cur.execute("SELECT 1 FROM agents WHERE did = ?", (record["did"],)).fetchone():
+            raise Conflict(f"agent {record['did']} is already registered", field="body.public_key")
+        cur.execute(
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record["did"], record["public_key"], record["name"], record["sponsor"],
+                json.dumps(record["capabilities"]), record["policy"], record["trust_score"],
+                record["created_at"],
+            ),
+        )
+        summary = {k: record[k] for k in ("name", "sponsor", "capabilities", "policy")}
+        return append_audit(cur, actor, "agent.registered", record["did"], summary,
+                            record["created_at"])
+
+    return work
+
+
+def get_agent(did: str) -> Callable[[Any], dict[str, Any] | None]:
+    def work(cur: Any) -> dict[str, Any] | None:
+        row = cur.execute(f"SELECT {AGENT_COLUMNS} FROM agents WHERE did = ?", (did,)).fetchone()
+        return None if row is None else agent_row(row)
+
+    return work
+
+
+def list_agents(
+    capability: str | None, limit: int, cursor: str | None
+) -> Callable[[Any], list[dict[str, Any]]]:
+    def work(cur: Any) -> list[dict[str, Any]]:
+        sql = f"SELECT {AGENT_COLUMNS} FROM agents WHERE did > ?"
+        params: list[Any] = [cursor or ""]
+        if capability:
+            sql += " AND capabilities LIKE ?"
+            params.append(f"%{json.dumps(capability)}%")
+        sql += " ORDER BY did LIMIT ?"
+        params.append(limit)
+        return [agent_row(r) for r in cur.execute(sql, params).fetchall()]
+
+    return work
+
+
+def delete_agent(did: str, actor: str, now: float) -> Callable[[Any], bool]:
+    def work(cur: Any) -> bool:
+        cur.execute("DELETE FROM agents WHERE did = ?", (did,))
+        if cur.rowcount == 0:
+            return False
+        append_audit(cur, actor, "agent.deregistered", did, {}, now)
+        return True
+
+    return work
+
+
+def change_trust(
+    did: str, actor: str, now: float, *, delta: int = 0, score: int | None = None,
+    reason: str = "", rule: str = "",
+) -> Callable[[Any], int | None]:
+    """Set the score, or move it by ``delta``, clamped to 0..1000; audited with its reason."""
+
+    def work(cur: Any) -> int | None:
+        row = cur.execute("SELECT trust_score FROM agents WHERE did = ?", (did,)).fetchone()
+        if row is None:
+            return None
+        old = int(row[0])
+        new = max(0, min(1000, score if score is not None else old + delta))
+        cur.execute("UPDATE agents SET trust_score = ? WHERE did = ?", (new, did))
+        data: dict[str, Any] = {"from": old, "to": new, "reason": reason}
+        if rule:
+            data["rule"] = rule
+        action = "policy.violation" if rule else "trust.changed"
+        append_audit(cur, actor, action, did, data, now)
+        return new
+
+    return work
+
+
+def create_challenge(
+    challenge_id: str, did: str, nonce: str, expires_at: float, now: float
+) -> Callable[[Any], None]:
+    def work(cur: Any) -> None:
+        # Expired challenges are swept opportunistically: no background job needed.
+        cur.execute("DELETE FROM challenges WHERE expires_at < ?", (now - 300,))
+        cur.execute(
+            "INSERT INTO challenges (id, did, nonce, expires_at) VALUES (?, ?, ?, ?)",
+            (challenge_id, did, nonce, expires_at),
+        )
+
+    return work
+
+
+def get_challenge(challenge_id: str) -> Callable[[Any], tuple[Any, ...] | None]:
+    def work(cur: Any) -> tuple[Any, ...] | None:
+        row = cur.execute(
+            "SELECT did, nonce, expires_at, used_at FROM challenges WHERE id = ?",
+            (challenge_id,),
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    return work
+
+
+def consume_challenge(challenge_id: str, now: float) -> Callable[[Any], bool]:
+    """Marks the challenge used; False when another request used it first (a replay)."""
+
+    def work(cur: Any) -> bool:
+        cur.execute(
+            "UPDATE challenges SET used_at = ? WHERE id = ? AND used_at IS NULL",
+            (now, challenge_id),
+        )
+        return bool(cur.rowcount == 1)
+
+    return work
+
+
+def insert_credential(
+    jti: str, did: str, issued_at: float, expires_at: float, actor: str
+) -> Callable[[Any], None]:
+    def work(cur: Any) -> None:
+        cur.execute(
+            "INSERT INTO credentials (jti, did, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            (jti, did, issued_at, expires_at),
+        )
+        append_audit(cur, actor, "credential.issued", did,
+                     {"jti": jti, "expires_at": expires_at}, issued_at)
+
+    return work
+
+
+def get_credential(jti: str) -> Callable[[Any], tuple[Any, ...] | None]:
+    def work(cur: Any) -> tuple[Any, ...] | None:
+        row = cur.execute(
+            "SELECT did, issued_at, expires_at FROM credentials WHERE jti = ?", (jti,)
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    return work
+
+
+def revoke_credential(
+    jti: str, did: str, reason: str, actor: str, now: float, notify: bool
+) -> Callable[[Any], tuple[int, float]]:
+    """Records the revocation; on PostgreSQL also NOTIFYs, which is delivered on commit."""
+
+    def work(cur: Any) -> tuple[int, float]:
+        row = cur.execute(
+            "SELECT seq, revoked_at FROM revocations WHERE jti = ?", (jti,)
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), float(row[1])
+        seq = cur.execute(
+            "INSERT INTO revocations (jti, reason, revoked_at) VALUES (?, ?, ?) RETURNING seq",
+            (jti, reason, now),
+        ).fetchone()[0]
+        append_audit(cur, actor, "credential.revoked", did, {"jti": jti, "reason": reason}, now)
+        if notify:
+            payload = json.dumps({"seq": int(seq), "jti": jti, "revoked_at": now})
+            cur.execute("SELECT pg_notify('mesh_revocations', ?)", (payload,))
+        return int(seq), now
+
+    return work
+
+
+def revocations_after(seq: int) -> Callable[[Any], list[tuple[int, str, float]]]:
+    def work(cur: Any) -> list[tuple[int, str, float]]:
+        rows = cur.execute(
+            "SELECT seq, jti, revoked_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000",
+            (seq,),
+        ).fetchall()
+        return [(int(s), j, float(t)) for s, j, t in rows]
+
+    return work
+
+
+def audit_after(after: int, limit: int) -> Callable[[Any], list[audit.Entry]]:
+    def work(cur: Any) -> list[audit.Entry]:
+        rows = cur.execute(
+            "SELECT seq, ts, actor, action, subject, data, prev_hash, hash FROM audit"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [audit.Entry(int(r[0]), float(r[1]), *r[2:]) for r in rows]
+
+    return work
+
+
+def stats(cur: Any) -> dict[str, Any]:
+    """Registry size, trust distribution per tier and newest backup, aggregated in SQL."""
+    tiers = ", ".join(
+        f"SUM(CASE WHEN trust_score <= {int(b)} THEN 1 ELSE 0 END)" for b in TRUST_BUCKETS
+    )
+    row = cur.execute(f"SELECT COUNT(*), SUM(trust_score), {tiers} FROM agents").fetchone()
+    backup = cur.execute("SELECT MAX(finished_at) FROM backups").fetchone()[0]
+    return {
+        "count": int(row[0]),
+        "sum": float(row[1] or 0),
+        "cumulative": [int(v or 0) for v in row[2:]],
+        "last_backup": float(backup or 0.0),
+    }
+
+
+def ping(cur: Any) -> None:
+    cur.execute("SELECT 1").fetchone()

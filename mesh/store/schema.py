@@ -1,0 +1,65 @@
+"""The store's tables, in SQL that SQLite and PostgreSQL both accept (one substitution)."""
+
+from __future__ import annotations
+
+__all__ = ["statements"]
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS agents (
+    did TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    sponsor TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    trust_score INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    id TEXT PRIMARY KEY,
+    did TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    used_at DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
+CREATE TABLE IF NOT EXISTS credentials (
+    jti TEXT PRIMARY KEY,
+    did TEXT NOT NULL,
+    issued_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    seq {serial_pk},
+    jti TEXT NOT NULL UNIQUE,
+    reason TEXT NOT NULL,
+    revoked_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS backups (
+    id {serial_pk},
+    finished_at DOUBLE PRECISION NOT NULL,
+    location TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL
+);
+"""
+
+_SERIAL = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGSERIAL PRIMARY KEY"}
+
+
+def statements(backend: str) -> list[str]:
+    sql = _TABLES.replace("{serial_pk}", _SERIAL[backend])
+    return [s.strip() for s in sql.split(";") if s.strip()]

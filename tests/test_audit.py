@@ -1,0 +1,47 @@
+from dataclasses import replace
+
+from mesh.audit import GENESIS_HASH, Entry, canonical, entry_hash, walk
+
+
+def chain(n: int) -> list[Entry]:
+    entries, prev = [], GENESIS_HASH
+    for seq in range(n):
+        data = canonical({"n": seq})
+        digest = entry_hash(seq, 1000.0 + seq, "admin", "test", "s", data, prev)
+        entries.append(Entry(seq, 1000.0 + seq, "admin", "test", "s", data, prev, digest))
+        prev = digest
+    return entries
+
+
+def test_an_intact_chain_verifies_with_its_head_and_length() -> None:
+    entries = chain(5)
+    check = walk(entries)
+    assert check.as_json() == {"ok": True, "length": 5, "head": entries[-1].hash,
+                               "first_bad_index": None}
+
+
+def test_edited_data_is_detected_at_its_own_index() -> None:
+    entries = chain(6)
+    entries[3] = replace(entries[3], data=canonical({"n": 99}))
+    check = walk(entries)
+    assert (check.ok, check.first_bad_index, check.length) == (False, 3, 6)
+
+
+def test_a_removed_entry_is_detected_where_the_gap_starts() -> None:
+    entries = chain(6)
+    del entries[2]
+    assert walk(entries).first_bad_index == 2
+
+
+def test_a_rehashed_entry_still_breaks_the_link_to_its_successor() -> None:
+    entries = chain(5)
+    e = entries[1]
+    data = canonical({"n": "forged"})
+    forged = entry_hash(e.seq, e.ts, e.actor, e.action, e.subject, data, e.prev_hash)
+    entries[1] = replace(e, data=data, hash=forged)
+    assert walk(entries).first_bad_index == 2
+
+
+def test_canonical_json_ignores_key_order_and_whitespace() -> None:
+    assert canonical({"b": 1, "a": [1, 2]}) == canonical({"a": [1, 2], "b": 1}) == \
+        '{"a":[1,2],"b":1}'
