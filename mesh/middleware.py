@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
 from opentelemetry import trace
@@ -91,13 +90,16 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
         carrier = {"traceparent": headers.get(b"traceparent", b"").decode("latin-1")}
         ctx = PROPAGATOR.extract(carrier) if carrier["traceparent"] else None
         with self.tracer.start_as_current_span(
             scope["path"], context=ctx, kind=SpanKind.SERVER
         ) as span:
-            trace_id = f"{span.get_span_context().trace_id:032x}"
+            span_context = span.get_span_context()
+            trace_id = f"{span_context.trace_id:032x}"
+            # The span id is already a fresh random id: no second random draw per request.
+            rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or \
+                f"{span_context.span_id:016x}"
             rid_token, tid_token = REQUEST_ID.set(rid), TRACE_ID.set(trace_id)
             extra = [(b"x-request-id", rid.encode()), (b"x-trace-id", trace_id.encode())]
             status = [500]

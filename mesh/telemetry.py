@@ -55,8 +55,10 @@ class MetricSpec:
         """Sample names as they appear in the exposition and in PromQL."""
         if self.kind == "counter":
             return (f"{self.name}_total",)
-        if self.kind in ("histogram", "gaugehistogram"):
+        if self.kind == "histogram":
             return tuple(f"{self.name}_{s}" for s in ("bucket", "sum", "count"))
+        if self.kind == "gaugehistogram":
+            return tuple(f"{self.name}_{s}" for s in ("bucket", "gsum", "gcount"))
         return (self.name,)
 
 

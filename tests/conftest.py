@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.meshproc import ADMIN_TOKEN, MeshProcess
+from mesh.process import ADMIN_TOKEN, MeshProcess
 
 PG_ADMIN_URL = os.environ.get("MESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

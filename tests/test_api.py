@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
+from mesh.process import MeshProcess
 from meshsre.identity import AgentKey
 from tests.apiclient import handshake, register, signed
-from tests.meshproc import MeshProcess
 
 
 @pytest.fixture

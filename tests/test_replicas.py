@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from mesh.process import ADMIN_TOKEN, MeshProcess
 from meshsre.identity import AgentKey
-from tests.meshproc import ADMIN_TOKEN, MeshProcess
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from mesh.process import MeshProcess
 from mesh.telemetry import CONTRACT, LATENCY_BUCKETS, exposed_names, spec
 from tests.apiclient import handshake, register, signed
-from tests.meshproc import MeshProcess
 
 # The text format has no gauge-histogram type; such families are exposed as histograms.
 TEXT_TYPE = {"gaugehistogram": "histogram"}

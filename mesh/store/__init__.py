@@ -1,6 +1,6 @@
 """The store: one async interface over SQLite, PostgreSQL or memory, chosen by URL.
 
-Every call runs in the driver's thread(s) under a timeout, is timed into
+Every call runs under a timeout, is timed into
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
 """
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from mesh.errors import StoreUnavailable
 from mesh.store import records, schema
-from mesh.store.drivers import Driver, Work, open_driver
+from mesh.store.driver import Driver, Work, open_driver
 from mesh.telemetry import Metrics
 
 __all__ = ["Store", "open_store", "records"]
@@ -29,11 +29,10 @@ class Store:
         self.timeout_s = timeout_s
 
     async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            future = loop.run_in_executor(self.driver.executor, self.driver.run, work, write)
-            return await asyncio.wait_for(future, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await self.driver.call(work, write)
         except TimeoutError as exc:
             self._error(operation, "timeout")
             raise StoreUnavailable(

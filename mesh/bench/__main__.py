@@ -1,0 +1,180 @@
+"""`make bench`: the runtime's throughput and latency against a real server process.
+
+The server is pinned to core 0 and wrk to core 1, replaying requests generated (keys, proofs,
+signatures) before the clock starts, so the generator is not what is measured. One run, one
+table; the JSON goes to reports/out/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from mesh.bench.workload import decision_requests, handshake_latencies, registration_requests
+from mesh.bench.wrk import run_wrk
+from mesh.process import ADMIN_TOKEN, MeshProcess
+
+PG_ADMIN = os.environ.get("MESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+OUT = Path("reports/out/bench")
+
+
+def _server_quantiles(metrics: str, name: str) -> dict[str, float]:
+    """p50/p99 in ms from a histogram's buckets (linear interpolation, as Prometheus does)."""
+    buckets: list[tuple[float, float]] = []
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1]
+    out = {}
+    for q in (0.5, 0.99):
+        rank, prev_le, prev_count = q * total, 0.0, 0.0
+        for le, count in buckets:
+            if count >= rank:
+                width = 0 if count == prev_count else (rank - prev_count) / (count - prev_count)
+                upper = le if le != float("inf") else prev_le
+                out[f"p{int(q * 100)}_ms"] = round((prev_le + (upper - prev_le) * width) * 1000, 3)
+                break
+            prev_le, prev_count = le, count
+    return out
+
+
+def _pg_database() -> tuple[str, Callable[[], None]]:
+    name = f"meshsre_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def _revocation_delays(storage: str, samples: int) -> list[float]:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with MeshProcess(storage, zone="a") as a, MeshProcess(storage, zone="b") as b, \
+            httpx.Client(timeout=5) as c:
+        from meshsre.identity import AgentKey
+
+        key = AgentKey.generate()
+        c.post(a.url + "/v1/agents", json=key.registration("bench", "ops@example.com"))
+        delays = []
+        for _ in range(samples):
+            cred = c.post(a.url + "/v1/credentials", json={"did": key.did}, headers=admin).json()
+            c.post(f"{a.url}/v1/credentials/{cred['jti']}/revoke", json={}, headers=admin)
+            start = time.perf_counter()
+            while c.post(b.url + "/v1/credentials/verify",
+                         json={"token": cred["token"]}).json()["valid"]:
+                time.sleep(0.002)
+            delays.append(time.perf_counter() - start)
+    return delays
+
+
+def _ms_quantiles(values: list[float]) -> dict[str, float]:
+    qs = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50_ms": round(qs[49] * 1000, 3), "p99_ms": round(qs[98] * 1000, 3),
+            "samples": len(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m mesh.bench")
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    secs, conns = args.seconds, args.connections
+    env = {"MESH_RATE_LIMIT_PER_MINUTE": "100000000"}  # measure the decision, not the limiter
+    results: dict[str, Any] = {}
+    work = Path(tempfile.mkdtemp(prefix="meshsre-bench-"))
+    pg_url, drop_pg = _pg_database()
+    try:
+        for backend, storage in (("sqlite", f"sqlite:///{work / 'bench.db'}"),
+                                 ("postgresql", pg_url)):
+            with MeshProcess(storage, env=env, core=0) as server:
+                print(f"[{backend}] hello world ...", flush=True)
+                hello = run_wrk(server.url + "/health/live", secs, conns)
+                print(f"[{backend}] registrations ...", flush=True)
+                regs_file = registration_requests(work / f"regs-{backend}.tsv", 40_000)
+                regs = run_wrk(server.url, secs, conns, regs_file)
+                print(f"[{backend}] policy decisions ...", flush=True)
+                decide_file = decision_requests(server.url, work / f"decide-{backend}.tsv",
+                                                agents=500, requests=20_000)
+                decide = run_wrk(server.url, secs, conns, decide_file)
+                inside = _server_quantiles(httpx.get(server.url + "/metrics").text,
+                                           "agentmesh_policy_decision_duration_seconds")
+                hello_1 = run_wrk(server.url + "/health/live", secs, 1)
+                decide_1 = run_wrk(server.url, secs, 1, decide_file)
+                print(f"[{backend}] handshakes ...", flush=True)
+                handshakes = _ms_quantiles(handshake_latencies(server.url, 300))
+            results[backend] = {
+                "hello_rps": hello["requests_per_s"],
+                "registrations_rps": regs["requests_per_s"],
+                "registration_errors": regs["errors"],
+                "registrations_vs_hello": round(regs["requests_per_s"] / hello["requests_per_s"],
+                                                3),
+                "decisions_rps": decide["requests_per_s"],
+                "decision_in_server": inside,
+                "decision_end_to_end_1conn": {k: decide_1[k] for k in ("p50_ms", "p99_ms")},
+                "hello_end_to_end_1conn": {k: hello_1[k] for k in ("p50_ms", "p99_ms")},
+                "governance_overhead_p99_ms": round(decide_1["p99_ms"] - hello_1["p99_ms"], 3),
+                "handshake": handshakes,
+            }
+            print(f"[{backend}] revocation propagation ...", flush=True)
+            db = storage if backend == "postgresql" else f"sqlite:///{work / 'revoke.db'}"
+            results[backend]["revocation"] = _ms_quantiles(_revocation_delays(db, 100))
+    finally:
+        drop_pg()
+    record = {"schema": "meshsre.bench/v1", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                 time.gmtime()),
+              "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+              "wrk": {"seconds": secs, "connections": conns}, "results": results}
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    print_table(results)
+    print(f"\nwritten {path}")
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [
+        ("hello world (GET /health/live), req/s", "hello_rps", ""),
+        ("registrations, req/s", "registrations_rps", ""),
+        ("registrations / hello world", "registrations_vs_hello", ">= 0.5"),
+        ("policy decisions, req/s", "decisions_rps", ""),
+        ("decision p50 in server, ms", ("decision_in_server", "p50_ms"), ""),
+        ("decision p99 in server, ms", ("decision_in_server", "p99_ms"), "< 1"),
+        ("decision p99 end to end (1 conn), ms", ("decision_end_to_end_1conn", "p99_ms"), ""),
+        ("governance overhead p99 (1 conn), ms", "governance_overhead_p99_ms", "< 2"),
+        ("handshake p50, ms", ("handshake", "p50_ms"), ""),
+        ("handshake p99, ms", ("handshake", "p99_ms"), ""),
+        ("revocation propagation p50, ms", ("revocation", "p50_ms"), ""),
+        ("revocation propagation p99, ms", ("revocation", "p99_ms"), "< 1000"),
+    ]
+    backends = list(results)
+    print(f"\n{'measure':42} " + " ".join(f"{b:>12}" for b in backends) + "   target")
+    for label, key, target in rows:
+        cells = []
+        for b in backends:
+            value = results[b]
+            for part in (key if isinstance(key, tuple) else (key,)):
+                value = value[part]
+            cells.append(f"{value:>12,.3f}" if isinstance(value, float) and value < 100
+                         else f"{value:>12,.0f}")
+        print(f"{label:42} " + " ".join(cells) + f"   {target}")
+
+
+if __name__ == "__main__":
+    main()

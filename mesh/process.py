@@ -1,0 +1,103 @@
+"""A real mesh process on a free loopback port (`meshsre serve`), stopped for sure: used by the
+tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+ADMIN_TOKEN = "test-admin-token"
+MESHSRE = str(Path(sys.executable).with_name("meshsre"))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class MeshProcess:
+    def __init__(
+        self, storage: str, *, redis: str | None = None, zone: str = "a", replica: str = "0",
+        env: dict[str, str] | None = None, host: str = "127.0.0.1", core: int | None = None,
+    ) -> None:
+        self.host, self.port = host, free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.storage, self.redis, self.zone, self.replica = storage, redis, zone, replica
+        self.env = {"MESH_ADMIN_TOKEN": ADMIN_TOKEN, "MESH_ACCESS_LOG": "false", **(env or {})}
+        self.core = core  # pin to one CPU (benchmarks), via taskset
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    def start(self, wait_ready: bool = True, timeout: float = 15.0) -> MeshProcess:
+        cmd = [MESHSRE, "serve", "--host", self.host, "--port", str(self.port),
+               "--storage", self.storage, "--zone", self.zone, "--replica", self.replica]
+        if self.redis:
+            cmd += ["--redis", self.redis]
+        if self.core is not None:
+            cmd = ["taskset", "-c", str(self.core), *cmd]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
+        # A file, not a pipe: an undrained pipe would block the server once it fills.
+        fd, name = tempfile.mkstemp(prefix=f"mesh-{self.zone}{self.replica}-", suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(fd, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, env={**env, **self.env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        if wait_ready:
+            self.wait(timeout)
+        return self
+
+    def wait(self, timeout: float = 15.0, path: str = "/health/ready") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mesh exited early:\n{self.output()}")
+            try:
+                if httpx.get(self.url + path, timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"mesh at {self.url} not ready after {timeout}s")
+
+    def output(self) -> str:
+        if self.log_path is None:
+            return ""
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> MeshProcess:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""SQLite, the embedded default: durable (WAL), and safe for several processes on one machine.
+
+Everything runs on the event loop's thread, because a hop to a worker thread cost more than
+the statement itself (measured: 254 us a write through a thread versus 128 us inline). Reads
+use their own connection: under WAL a reader never waits for a writer. Writes are group
+committed: every write submitted during one turn of the event loop joins one transaction, each
+in its own savepoint, so one failing write (a duplicate, say) rolls back alone. The only wait
+that can block is for another process's write lock, bounded by ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from mesh.errors import Conflict, MeshError, StoreUnavailable
+from mesh.store.driver import T, Work
+
+__all__ = ["SqliteDriver"]
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return exc
+
+
+class SqliteDriver:
+    backend = "sqlite"
+
+    def __init__(self, path: str, busy_timeout_ms: int = 2000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._conns: dict[str, sqlite3.Connection] = {}
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+
+    def _connection(self, role: str) -> sqlite3.Connection:
+        # An in-memory database exists once per connection: readers share the writer's.
+        role = "write" if self.path == ":memory:" else role
+        if role not in self._conns:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conns[role] = conn
+        return self._conns[role]
+
+    async def call(self, work: Work[T], write: bool) -> T:
+        if not write:
+            return self._read(work)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._commit_batch)
+        self._pending.append((work, future))
+        return await future
+
+    def _read(self, work: Work[T]) -> T:
+        try:
+            conn = self._connection("read")
+            conn.execute("BEGIN")
+            try:
+                return work(conn.cursor())
+            finally:
+                conn.rollback()
+        except sqlite3.Error as exc:
+            self._reset("read")
+            raise _translate(exc) from exc
+
+    def _commit_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn = self._connection("write")
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            alone = len(batch) == 1
+            for work, future in batch:
+                outcomes.append((future, *self._apply(cur, work, alone)))
+            conn.commit()
+        except sqlite3.Error as exc:
+            self._reset("write")
+            failure = _translate(exc)
+            outcomes = [(future, None, failure) for _, future in batch]
+        for future, result, error in outcomes:
+            if future.cancelled():
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    @staticmethod
+    def _apply(cur: Any, work: Work[Any], alone: bool) -> tuple[Any, BaseException | None]:
+        if alone:  # the transaction itself is the savepoint; a failure rolls it back below
+            try:
+                return work(cur), None
+            except (MeshError, sqlite3.IntegrityError) as exc:
+                cur.connection.rollback()
+                cur.execute("BEGIN IMMEDIATE")
+                return None, _translate(exc)
+        cur.execute("SAVEPOINT w")
+        try:
+            result = work(cur)
+        except (MeshError, sqlite3.IntegrityError) as exc:
+            cur.execute("ROLLBACK TO w")
+            cur.execute("RELEASE w")
+            return None, _translate(exc)
+        cur.execute("RELEASE w")
+        return result, None
+
+    def _reset(self, role: str) -> None:
+        conn = self._conns.pop(role, None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def close(self) -> None:
+        for role in list(self._conns):
+            self._reset(role)
