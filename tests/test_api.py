@@ -1,8 +1,9 @@
-"""The HTTP API of a real mesh process (SQLite), end to end."""
+"""The HTTP API of a real mesh process, end to end, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -10,6 +11,19 @@ import pytest
 from mesh.process import MeshProcess
 from meshsre.identity import AgentKey
 from tests.apiclient import handshake, register, signed
+from tests.conftest import temporary_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
+                                                                 marks=pytest.mark.postgres)])
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[MeshProcess]:
+    if request.param == "sqlite":
+        with MeshProcess(f"sqlite:///{tmp_path_factory.mktemp('api') / 'mesh.db'}") as proc:
+            yield proc
+        return
+    with temporary_database() as url, MeshProcess(url) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -195,11 +209,12 @@ def test_audit_chain_verifies_after_all_of_the_above(client: httpx.Client,
 
 def test_health_metrics_and_openapi_are_served(client: httpx.Client) -> None:
     assert client.get("/health/live").json()["status"] == "ok"
-    assert client.get("/health/ready").json()["status"] == "ready"
+    ready = client.get("/health/ready").json()
+    assert ready["status"] == "ready"
     spec = client.get("/openapi.json").json()
     assert "/v1/handshakes/verify" in spec["paths"]
     text = client.get("/metrics").text
-    assert 'agentmesh_build_info{backend="sqlite"' in text
+    assert f'agentmesh_build_info{{backend="{ready["store"]}"' in text
 
 
 def test_responses_carry_request_and_trace_ids_honouring_traceparent(
