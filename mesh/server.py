@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import uvicorn
+from pydantic import ValidationError
 
 from mesh.app import create_app
 from mesh.logs import configure
@@ -17,8 +18,15 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
     os.environ.update({"MESH_STORAGE_URL": storage, "MESH_ZONE": zone, "MESH_REPLICA": replica})
     if redis:
         os.environ["MESH_REDIS_URL"] = redis
-    settings = Settings()
-    configure(settings.log_level, zone, replica)
-    app = create_app(settings)
+    try:
+        settings = Settings()
+        configure(settings.log_level, zone, replica)
+        app = create_app(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "MESH_" + str(first["loc"][0]).upper()
+        raise SystemExit(f"error: {name}: {first['msg']}") from None
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 loop="uvloop", http="httptools", timeout_graceful_shutdown=5)

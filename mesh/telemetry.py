@@ -145,7 +145,7 @@ CONTRACT: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(
         "agentmesh_storage_errors", "counter",
-        "Failed storage calls by backend, operation and kind (unavailable, timeout).",
+        "Failed storage calls by backend, operation and kind (unavailable, timeout, retried).",
         ("backend", "operation", "kind"),
     ),
     MetricSpec(

@@ -8,6 +8,7 @@ when it fails, so a slow or dead database shows up in metrics, not only in laten
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any, TypeVar
 
@@ -31,8 +32,16 @@ class Store:
     async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await self.driver.call(work, write)
+            try:
+                return await self._attempt(work, write)
+            except StoreUnavailable:
+                if write:
+                    raise  # a write may have committed before the error: never replay it
+                # One retry with jitter rides out a dropped pooled connection; spreading the
+                # retries keeps a recovering database from a thundering herd.
+                self._error(operation, "retried")
+                await asyncio.sleep(random.uniform(0.01, 0.05))
+                return await self._attempt(work, write)
         except TimeoutError as exc:
             self._error(operation, "timeout")
             raise StoreUnavailable(
@@ -45,6 +54,10 @@ class Store:
             self.metrics.storage_duration.labels(self.backend, operation).observe(
                 time.perf_counter() - started
             )
+
+    async def _attempt(self, work: Work[T], write: bool) -> T:
+        async with asyncio.timeout(self.timeout_s):
+            return await self.driver.call(work, write)
 
     def _error(self, operation: str, kind: str) -> None:
         self.metrics.storage_errors.labels(self.backend, operation, kind).inc()
