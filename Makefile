@@ -38,3 +38,28 @@ bench: setup ## Benchmark the runtime (wrk against a real server); writes report
 	$(PY) -m mesh.bench
 
 .PHONY: help setup test lint fmt run bench
+
+dashboards: setup ## Generate the Grafana dashboards and sidecar ConfigMaps into dashboards/build/
+	$(PY) -m dashboards
+
+.PHONY: dashboards
+
+alerts: setup ## Generate Prometheus rules and the PrometheusRule from the SLO catalog into alerts/build/
+	$(PY) -m alerts
+
+.PHONY: alerts
+
+ZONES ?= a,b,c
+REPLICAS ?= 2
+STORAGE ?= sqlite
+
+up: setup ## Start the local multi-zone cluster and wait until ready (ZONES=a,b,c REPLICAS=2 STORAGE=sqlite|postgresql://...)
+	$(MESHSRE) up --zones $(ZONES) --replicas-per-zone $(REPLICAS) --storage '$(STORAGE)'
+
+down: setup ## Stop every process of the local cluster (pid-checked; also after a failed up)
+	$(MESHSRE) down
+
+status: setup ## Show the local cluster: component, zone, address, pid, ready (--json for scripts)
+	$(MESHSRE) status
+
+.PHONY: up down status

@@ -29,3 +29,14 @@ def serve(host: str, port: int, storage: str, redis: str | None, zone: str, repl
 
 
 # Subcommand groups of the other parts register here, one line each.
+from mesh.local.cli import down, status, up  # noqa: E402
+
+main.add_command(up)
+main.add_command(down)
+main.add_command(status)
+from dashboards.cli import dashboards  # noqa: E402
+
+main.add_command(dashboards)
+from alerts.cli import slo  # noqa: E402
+
+main.add_command(slo)

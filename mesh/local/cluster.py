@@ -1,0 +1,240 @@
+"""`meshsre up`, `down` and `status` for the local multi-zone cluster.
+
+`up` starts the fast, independent parts (webhook, Alertmanager, Prometheus) together with the
+first replica, waits for that replica (it creates the store's schema and the issuer key, which
+several replicas racing on a fresh store would each try to do), then starts the other replicas
+and HAProxy and waits until everything answers its readiness check. Every start is recorded in
+the state file at once, and any failure stops what was started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mesh.local import procs
+from mesh.local.errors import NotReadyError, NotUpError
+from mesh.local.render import RULES_DIR, render_all
+from mesh.local.spec import ClusterSpec, plan
+from mesh.local.state import ClusterState, Component, StateDir
+
+__all__ = ["Cluster", "ComponentStatus", "UpResult", "http_client", "log_tail", "probe", "proc_of"]
+
+Progress = Callable[[str], None]
+# Stop the front door first so that clients see it go, then the replicas under it.
+_STOP_ORDER = {"haproxy": 0, "mesh": 1, "prometheus": 2, "alertmanager": 3, "webhook": 4}
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    kind: str
+    zone: str | None
+    replica: str | None
+    address: str
+    url: str
+    pid: int | None
+    alive: bool
+    ready: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UpResult:
+    outcome: str  # started, already up, reconciled
+    seconds: float
+    state: ClusterState
+
+
+def proc_of(c: Component) -> procs.Proc | None:
+    if c.pid is None or c.start_ticks is None:
+        return None
+    return procs.Proc(c.pid, c.start_ticks)
+
+
+def log_tail(c: Component, lines: int = 5) -> str:
+    try:
+        text = Path(c.log).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return " | ".join(line.strip() for line in text.splitlines()[-lines:])
+
+
+def probe(client: httpx.Client, c: Component) -> bool:
+    try:
+        return client.get(c.url + c.ready_path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def http_client(timeout: float = 0.5) -> httpx.Client:
+    # trust_env=False: an HTTP(S)_PROXY in the environment must never see loopback probes.
+    return httpx.Client(timeout=timeout, trust_env=False)
+
+
+class Cluster:
+    def __init__(self, paths: StateDir | None = None, rules_dir: Path = RULES_DIR) -> None:
+        self.paths = paths or StateDir()
+        self.rules_dir = rules_dir
+
+    def load(self) -> ClusterState:
+        state = self.paths.load()
+        if state is None:
+            raise NotUpError(f"no local cluster in {self.paths.root} (run `meshsre up`)")
+        return state
+
+    def up(
+        self, spec: ClusterSpec, timeout: float = 60.0, progress: Progress | None = None
+    ) -> UpResult:
+        say = progress or (lambda _msg: None)
+        began = time.monotonic()
+        with self.paths.locked():
+            existing = self.paths.load()
+            if existing is not None:
+                dead = [c for c in existing.components if not procs.alive(proc_of(c))]
+                if len(dead) < len(existing.components):
+                    outcome = "already up"
+                    if dead:
+                        say(f"restarting {', '.join(c.name for c in dead)}")
+                        self.start(existing, dead, timeout)
+                        outcome = "reconciled"
+                    if self.reload_rules(existing):
+                        say("prometheus reloaded its rule files")
+                    return UpResult(outcome, time.monotonic() - began, existing)
+                self._stop(existing)  # stale: nothing of it runs any more
+            self.paths.create()
+            state = plan(spec, self.paths)
+            render_all(state, self.paths, self.rules_dir)
+            self.paths.save(state)
+            try:
+                replicas = state.replicas()
+                first = [
+                    c
+                    for c in state.components
+                    if c.kind != "haproxy" and (c.kind != "mesh" or c is replicas[0])
+                ]
+                say("starting " + ", ".join(c.name for c in first))
+                self.start(state, first, timeout)
+                rest = [c for c in state.components if c not in first]
+                say("starting " + ", ".join(c.name for c in rest))
+                self.start(state, rest, timeout - (time.monotonic() - began))
+            except BaseException:
+                self._stop(state)
+                self.paths.forget()
+                raise
+        return UpResult("started", time.monotonic() - began, state)
+
+    def reload_rules(self, state: ClusterState) -> bool:
+        """Ask Prometheus to reload, picking up rule files generated since it started."""
+        prometheus = state.component("prometheus")
+        if prometheus is None or not procs.alive(proc_of(prometheus)):
+            return False
+        with http_client(timeout=10) as client:
+            try:
+                return client.post(prometheus.url + "/-/reload").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+    def start(self, state: ClusterState, components: list[Component], timeout: float) -> None:
+        """Start the given components of ``state`` and wait until each answers ready."""
+        token = self.paths.admin_token()
+        tag = {procs.TAG_VAR: str(self.paths.root)}
+        for c in components:
+            env = {**c.env, **tag}
+            if c.kind == "mesh":
+                env["MESH_ADMIN_TOKEN"] = token
+            proc = procs.spawn(c.argv, c.log, env)
+            c.pid, c.start_ticks = proc.pid, proc.start_ticks
+            self.paths.save(state)  # recorded before anything else can fail
+        self.wait_ready(components, timeout)
+
+    def wait_ready(self, components: list[Component], timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 1.0)
+        pending = list(components)
+        with http_client() as client:
+            while pending:
+                for c in list(pending):
+                    if not procs.alive(proc_of(c)):
+                        raise NotReadyError(f"{c.name} exited; {c.log}: {log_tail(c)}")
+                    if probe(client, c):
+                        pending.remove(c)
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(c.name for c in pending)
+                    first = pending[0]
+                    raise NotReadyError(
+                        f"not ready after {timeout:.0f}s: {names}; "
+                        f"{first.log}: {log_tail(first, 2)}"
+                    )
+                if pending:
+                    time.sleep(0.05)
+
+    def _stop(self, state: ClusterState, grace: float = 5.0) -> dict[str, str]:
+        ordered = sorted(state.components, key=lambda c: _STOP_ORDER.get(c.kind, 9))
+        recorded = {c.name: p for c in ordered if (p := proc_of(c)) is not None}
+        outcome = procs.stop_all(list(recorded.values()), grace)
+        result = {name: outcome[p.pid] for name, p in recorded.items()}
+        # Anything carrying our tag that the state file missed (an `up` killed mid-start).
+        strays = procs.find_tagged(str(self.paths.root))
+        for pid, how in procs.stop_all(strays, grace).items():
+            result[f"pid {pid}"] = how
+        return result
+
+    def down(self, grace: float = 5.0) -> dict[str, str]:
+        """Stop every process of the cluster; returns what happened to each."""
+        with self.paths.locked():
+            state = self.paths.load()
+            if state is None:
+                strays = procs.find_tagged(str(self.paths.root))
+                return {f"pid {p}": how for p, how in procs.stop_all(strays, grace).items()}
+            result = self._stop(state, grace)
+            self.paths.forget()
+            return result
+
+    def status(self, state: ClusterState | None = None) -> list[ComponentStatus]:
+        state = state or self.load()
+        rows = []
+        with http_client() as client:
+            for c in state.components:
+                up = procs.alive(proc_of(c))
+                rows.append(
+                    ComponentStatus(
+                        name=c.name,
+                        kind=c.kind,
+                        zone=c.zone,
+                        replica=c.replica,
+                        address=c.address,
+                        url=c.url,
+                        pid=c.pid if up else None,
+                        alive=up,
+                        ready=up and probe(client, c),
+                    )
+                )
+        return rows
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a script needs, as JSON-safe data (`meshsre status --json`)."""
+        state = self.load()
+        rows = self.status(state)
+        haproxy = state.component("haproxy")
+        return {
+            "state_dir": str(self.paths.root),
+            "ready": all(r.ready for r in rows),
+            "front_door": state.url_of("haproxy"),
+            "prometheus": state.url_of("prometheus"),
+            "alertmanager": state.url_of("alertmanager"),
+            "haproxy_stats": f"http://{haproxy.host}:{haproxy.aux_port}" if haproxy else None,
+            "alerts_file": str(self.paths.alerts_file) if state.component("webhook") else None,
+            "admin_token": self.paths.admin_token(),
+            "admin_token_file": str(self.paths.token_file),
+            "storage": state.storage_url,
+            "redis": state.redis_url,
+            "zones": state.zones(),
+            "components": [r.to_dict() for r in rows],
+        }

@@ -1,0 +1,126 @@
+"""The platform adapter for the local cluster: processes on loopback addresses, HAProxy, and a
+SQLite file or a PostgreSQL database as the shared store.
+
+A zone failure is SIGKILL to every replica of the zone, as an AZ power interruption: no
+graceful shutdown, in-flight requests cut. HAProxy's health checks have to notice on their own.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mesh.local import procs, store
+from mesh.local.cluster import Cluster, http_client, probe, proc_of
+from mesh.local.errors import ClusterError
+from mesh.local.state import ClusterState, StateDir
+from mesh.platform import Replica
+
+__all__ = ["LocalPlatform"]
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, paths: StateDir | None = None) -> None:
+        self.cluster = Cluster(paths)
+        self.paths = self.cluster.paths
+
+    def replicas(self) -> list[Replica]:
+        state = self.cluster.load()
+        with http_client() as client:
+            return [
+                Replica(
+                    name=c.replica or c.name,
+                    zone=c.zone or "",
+                    url=c.url,
+                    ready=procs.alive(proc_of(c)) and probe(client, c),
+                )
+                for c in state.replicas()
+            ]
+
+    def _zone(self, state: ClusterState, zone: str) -> None:
+        if zone not in state.zones():
+            raise ClusterError(f"unknown zone {zone!r}: the cluster has {', '.join(state.zones())}")
+
+    def fail_zone(self, zone: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self.paths.locked():
+            state = self.cluster.load()
+            self._zone(state, zone)
+            at = time.time()
+            killed: list[str] = []
+            already: list[str] = []
+            for c in state.replicas(zone):
+                (killed if procs.kill(proc_of(c)) else already).append(c.name)
+        return {
+            "platform": self.name,
+            "zone": zone,
+            "killed": killed,
+            "already_down": already,
+            "at": at,
+            "duration_seconds": round(time.perf_counter() - started, 4),
+        }
+
+    def restore_zone(self, zone: str, timeout: float = 60.0) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self.paths.locked():
+            state = self.cluster.load()
+            self._zone(state, zone)
+            down = [c for c in state.replicas(zone) if not procs.alive(proc_of(c))]
+            self.cluster.start(state, down, timeout)
+            self.cluster.wait_ready(state.replicas(zone), timeout)
+        return {
+            "platform": self.name,
+            "zone": zone,
+            "started": [c.name for c in down],
+            "ready_at": time.time(),
+            "duration_seconds": round(time.perf_counter() - started, 4),
+        }
+
+    def backup(self, dest: str | Path) -> dict[str, Any]:
+        state = self.cluster.load()
+        return {"platform": self.name, **store.backup(state.storage_url, Path(dest))}
+
+    def _stop_replicas(self, state: ClusterState, hard: bool) -> list[str]:
+        running = {
+            c.name: p for c in state.replicas() if (p := proc_of(c)) is not None and procs.alive(p)
+        }
+        if hard:
+            for proc in running.values():
+                procs.kill(proc)
+        else:
+            procs.stop_all(list(running.values()))
+        return sorted(running)
+
+    def destroy_store(self) -> dict[str, Any]:
+        with self.paths.locked():
+            state = self.cluster.load()
+            killed: list[str] = []
+            if store.backend_of(state.storage_url) == "sqlite":
+                # An open connection would keep writing to the unlinked file: kill them first.
+                killed = self._stop_replicas(state, hard=True)
+            result = store.destroy(state.storage_url)
+        return {"platform": self.name, "killed": killed, **result}
+
+    def restore(self, src: str | Path, timeout: float = 60.0) -> dict[str, Any]:
+        with self.paths.locked():
+            state = self.cluster.load()
+            stopped: list[str] = []
+            if store.backend_of(state.storage_url) == "sqlite":
+                stopped = self._stop_replicas(state, hard=False)  # the file is replaced below
+            result = store.restore(state.storage_url, Path(src))
+            began = time.perf_counter()
+            down = [c for c in state.replicas() if not procs.alive(proc_of(c))]
+            self.cluster.start(state, down, timeout)
+            self.cluster.wait_ready(state.replicas(), timeout)
+            ready_s = time.perf_counter() - began
+        return {
+            "platform": self.name,
+            **result,
+            "stopped": stopped,
+            "started": [c.name for c in down],
+            "replicas_ready_seconds": round(ready_s, 4),
+            "ready_at": time.time(),
+        }

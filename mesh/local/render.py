@@ -1,0 +1,97 @@
+"""Configuration files of the local cluster, rendered from the jinja2 templates beside this file.
+
+Rendering is deterministic: the same state gives byte-identical files, so a test can render
+twice and compare, and the real tools (`haproxy -c`, `promtool check config`, `amtool
+check-config`) can validate what `up` would run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+
+from mesh.local.state import ClusterState, StateDir
+
+__all__ = ["RULES_DIR", "TIMINGS", "mesh_targets", "render_all", "render_file"]
+
+# The generated SLO and alert rules (issue 4) land here; load whatever exists.
+RULES_DIR = Path(__file__).resolve().parents[2] / "alerts" / "build"
+# Short intervals for local runs: drills measure seconds, and the defaults (1m) would hide them.
+TIMINGS = {
+    "scrape_interval": "2s",
+    "scrape_timeout": "1s",
+    "evaluation_interval": "1s",
+    "group_wait": "1s",
+    "group_interval": "5s",
+    "repeat_interval": "4h",
+}
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def mesh_targets(state: ClusterState) -> list[dict[str, object]]:
+    """Prometheus file_sd target groups: one per replica, labelled with its zone and replica."""
+    return [
+        {"targets": [r.address], "labels": {"zone": r.zone, "replica": r.replica}}
+        for r in state.replicas()
+    ]
+
+
+def render_file(
+    template: str, state: ClusterState, paths: StateDir, rules_dir: Path = RULES_DIR
+) -> str:
+    haproxy = state.component("haproxy")
+    webhook = state.component("webhook")
+    context: dict[str, object] = {
+        **TIMINGS,
+        "replicas": state.replicas(),
+        "haproxy": haproxy,
+        "haproxy_stats": f"{haproxy.host}:{haproxy.aux_port}" if haproxy else None,
+        "prometheus": state.component("prometheus"),
+        "alertmanager": state.component("alertmanager"),
+        "webhook_url": webhook.url + "/alerts" if webhook else None,
+        "mesh_targets": str(paths.config / "targets" / "mesh.json"),
+        "rule_files": [str(paths.config / "local.rules.yml"), str(rules_dir / "*.rules.yml")],
+    }
+    return _ENV.get_template(template).render(context)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # file_sd watches the file: never let it see half a write
+
+
+def render_all(state: ClusterState, paths: StateDir, rules_dir: Path = RULES_DIR) -> list[Path]:
+    """Write every config file the planned components need; returns the paths written."""
+    written: list[Path] = []
+    wanted = {
+        "haproxy": [("haproxy.cfg.j2", "haproxy.cfg")],
+        "prometheus": [
+            ("prometheus.yml.j2", "prometheus.yml"),
+            ("local.rules.yml.j2", "local.rules.yml"),
+        ],
+        "alertmanager": [("alertmanager.yml.j2", "alertmanager.yml")],
+    }
+    for name, files in wanted.items():
+        if state.component(name) is None:
+            continue
+        for template, target in files:
+            path = paths.config / target
+            _write(path, render_file(template, state, paths, rules_dir))
+            written.append(path)
+    if state.component("prometheus") is not None:
+        path = paths.config / "targets" / "mesh.json"
+        _write(path, json.dumps(mesh_targets(state), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

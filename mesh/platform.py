@@ -1,0 +1,79 @@
+"""The platform adapter: what chaos experiments and drills need from where the mesh runs.
+
+List the replicas with their zone and health, fail a zone and restore it (an AZ power
+interruption), and back up, destroy and restore the store. ``local`` runs processes on this
+machine (``mesh.local.platform``); ``kubernetes`` cordons the nodes of a zone and deletes the
+mesh pods there. Every method returns JSON-safe data describing what it did, so a Chaos
+Toolkit activity can return it as is.
+
+>>> platform = get_platform()  # MESH_PLATFORM, else local  # doctest: +SKIP
+>>> platform.fail_zone("a")["killed"]  # doctest: +SKIP
+['mesh-a-0', 'mesh-a-1']
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["PLATFORMS", "Platform", "PlatformError", "Replica", "get_platform"]
+
+PLATFORMS = ("local", "kubernetes")
+
+
+class PlatformError(Exception):
+    """The platform cannot be chosen or reached."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    name: str  # unique in the deployment: "a-0" locally, the pod name on Kubernetes
+    zone: str
+    url: str  # where the replica itself answers (not the front door)
+    ready: bool  # GET /health/ready answered 200 just now
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Platform(Protocol):
+    name: str
+
+    def replicas(self) -> list[Replica]: ...
+
+    def fail_zone(self, zone: str) -> dict[str, Any]:
+        """Take every replica of the zone down at once, as a power loss does (no graceful stop)."""
+        ...
+
+    def restore_zone(self, zone: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Bring the zone's replicas back and wait until they are ready; idempotent."""
+        ...
+
+    def backup(self, dest: str | Path) -> dict[str, Any]:
+        """Back up the store to dest; the result holds location, size, row counts, duration."""
+        ...
+
+    def destroy_store(self) -> dict[str, Any]:
+        """Lose the store, as a disaster does."""
+        ...
+
+    def restore(self, src: str | Path, timeout: float = 60.0) -> dict[str, Any]:
+        """Restore the store from a backup into a fresh target and bring every replica back."""
+        ...
+
+
+def get_platform(name: str | None = None) -> Platform:
+    """The platform named by ``name`` or ``MESH_PLATFORM`` (default ``local``)."""
+    chosen = name or os.environ.get("MESH_PLATFORM") or "local"
+    if chosen == "local":
+        from mesh.local.platform import LocalPlatform
+
+        return LocalPlatform()
+    if chosen == "kubernetes":
+        raise PlatformError("the kubernetes platform is not implemented yet (issue 6)")
+    raise PlatformError(
+        f"unknown platform {chosen!r} (MESH_PLATFORM): use {' or '.join(PLATFORMS)}"
+    )
