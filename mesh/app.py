@@ -27,9 +27,14 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def _malformed(message: str) -> JSONResponse:
-    return JSONResponse(status_code=400, content={
-        "error": "malformed_json", "field": "body", "message": message,
-    })
+    return JSONResponse(
+        status_code=400,
+        content={
+            "error": "malformed_json",
+            "field": "body",
+            "message": message,
+        },
+    )
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -37,15 +42,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return _malformed("request body is not valid JSON")
-    if any(tuple(e["loc"]) == ("body",) and e.get("type") == "model_attributes_type"
-           for e in errors):
+    if any(
+        tuple(e["loc"]) == ("body",) and e.get("type") == "model_attributes_type" for e in errors
+    ):
         return _malformed("request body must be a JSON object (Content-Type: application/json)")
     details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
     first = details[0]
-    return JSONResponse(status_code=422, content={
-        "error": "invalid_request", "field": first["field"],
-        "message": f"{first['field']}: {first['message']}", "details": details,
-    })
+    return JSONResponse(
+        status_code=422,
+        content={
+            "error": "invalid_request",
+            "field": first["field"],
+            "message": f"{first['field']}: {first['message']}",
+            "details": details,
+        },
+    )
 
 
 async def _mesh_error(_: Request, exc: Exception) -> JSONResponse:
@@ -54,8 +65,9 @@ async def _mesh_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
 
 
-def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None
-               ) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
     settings = settings or Settings()
     mesh = Mesh(settings, registry)
 
@@ -74,8 +86,11 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(MeshError, _mesh_error)
     app.add_middleware(
-        EdgeMiddleware, metrics=mesh.metrics, tracer=tracer(settings.zone, settings.replica),
-        max_inflight=settings.max_inflight, max_body=settings.max_body_bytes,
+        EdgeMiddleware,
+        metrics=mesh.metrics,
+        tracer=tracer(settings.zone, settings.replica),
+        max_inflight=settings.max_inflight,
+        max_body=settings.max_body_bytes,
         access_log=settings.access_log,
     )
     return app

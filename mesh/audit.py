@@ -35,9 +35,14 @@ class Entry:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "ts": self.ts, "actor": self.actor, "action": self.action,
-            "subject": self.subject, "data": json.loads(self.data),
-            "prev_hash": self.prev_hash, "hash": self.hash,
+            "seq": self.seq,
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "data": json.loads(self.data),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
 
@@ -45,8 +50,13 @@ def entry_hash(
     seq: int, ts: float, actor: str, action: str, subject: str, data: str, prev_hash: str
 ) -> str:
     envelope = {
-        "seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject,
-        "data": json.loads(data), "prev_hash": prev_hash,
+        "seq": seq,
+        "ts": ts,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "data": json.loads(data),
+        "prev_hash": prev_hash,
     }
     return hashlib.sha256(canonical(envelope).encode()).hexdigest()
 
@@ -78,7 +88,9 @@ class ChainCheck:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "length": self.length, "head": self.head,
+            "ok": self.ok,
+            "length": self.length,
+            "head": self.head,
             "first_bad_index": self.first_bad_index,
         }
 

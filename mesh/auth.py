@@ -48,8 +48,9 @@ async def authenticate(
     if _is_admin(mesh, request):
         return Caller(ADMIN, None)
     if admin_only:
-        raise Unauthorized("this endpoint needs the admin bearer token",
-                           field="header.authorization")
+        raise Unauthorized(
+            "this endpoint needs the admin bearer token", field="header.authorization"
+        )
     did = request.headers.get(identity.AGENT_HEADER)
     if not did:
         raise Unauthorized(
@@ -61,23 +62,28 @@ async def authenticate(
         raise Forbidden(f"agent {did} may not act for {subject}", field="header.x-mesh-agent")
     ts_text = request.headers.get(identity.TIMESTAMP_HEADER, "")
     if not ts_text.lstrip("-").isdigit():
-        raise Unauthorized("timestamp header must be unix seconds",
-                           field="header.x-mesh-timestamp")
+        raise Unauthorized("timestamp header must be unix seconds", field="header.x-mesh-timestamp")
     if abs(time.time() - int(ts_text)) > mesh.settings.proof_max_age_seconds:
-        raise Unauthorized("signed request is older than 5 minutes (or from the future)",
-                           field="header.x-mesh-timestamp")
+        raise Unauthorized(
+            "signed request is older than 5 minutes (or from the future)",
+            field="header.x-mesh-timestamp",
+        )
     try:
         signature = identity.b64decode(request.headers.get(identity.SIGNATURE_HEADER, ""))
     except ValueError as exc:
-        raise Unauthorized("signature header is not valid base64",
-                           field="header.x-mesh-signature") from exc
+        raise Unauthorized(
+            "signature header is not valid base64", field="header.x-mesh-signature"
+        ) from exc
     agent = await mesh.store.call("get_agent", records.get_agent(did))
     if agent is None:
         raise Unauthorized(f"unknown agent {did}", field="header.x-mesh-agent")
-    message = identity.request_message(request.method, request.url.path, int(ts_text),
-                                       await request.body())
+    message = identity.request_message(
+        request.method, request.url.path, int(ts_text), await request.body()
+    )
     public_key = identity.b64decode(agent["public_key"])
     if not identity.verify(public_key, signature, message):
-        raise Unauthorized("request signature does not verify with the agent's key",
-                           field="header.x-mesh-signature")
+        raise Unauthorized(
+            "request signature does not verify with the agent's key",
+            field="header.x-mesh-signature",
+        )
     return Caller(did, agent)

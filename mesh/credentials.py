@@ -44,23 +44,28 @@ class Issuer:
         self.kid = hashlib.sha256(raw).hexdigest()[:16]
         self.did = "did:mesh:" + hashlib.sha256(raw).hexdigest()[:32]
         self._header = _b64url(
-            json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}, separators=(",", ":"))
-            .encode()
+            json.dumps(
+                {"alg": "EdDSA", "typ": "JWT", "kid": self.kid}, separators=(",", ":")
+            ).encode()
         )
 
     def issue(self, subject: str, ttl_s: int, now: float | None = None) -> dict[str, Any]:
         issued = int(time.time() if now is None else now)
         claims = {
-            "iss": self.did, "sub": subject, "jti": uuid.uuid4().hex,
-            "iat": issued, "exp": issued + ttl_s,
+            "iss": self.did,
+            "sub": subject,
+            "jti": uuid.uuid4().hex,
+            "iat": issued,
+            "exp": issued + ttl_s,
         }
         payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = f"{self._header}.{payload}".encode()
         token = f"{self._header}.{payload}.{_b64url(self._key.sign(signing_input))}"
         return {"token": token, **claims}
 
-    def verify(self, token: str, revoked: set[str] | frozenset[str], now: float | None = None
-               ) -> Verdict:
+    def verify(
+        self, token: str, revoked: set[str] | frozenset[str], now: float | None = None
+    ) -> Verdict:
         parts = token.split(".")
         if len(parts) != 3:
             return Verdict(False, "malformed", {})

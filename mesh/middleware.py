@@ -40,16 +40,26 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _json(status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]) -> list[Message]:
     raw = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(raw)).encode()), *extra]
-    return [{"type": "http.response.start", "status": status, "headers": headers},
-            {"type": "http.response.body", "body": raw}]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        *extra,
+    ]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": raw},
+    ]
 
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, tracer: trace.Tracer, max_inflight: int,
-        max_body: int, access_log: bool,
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+        max_inflight: int,
+        max_body: int,
+        access_log: bool,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -98,8 +108,10 @@ class EdgeMiddleware:
             span_context = span.get_span_context()
             trace_id = f"{span_context.trace_id:032x}"
             # The span id is already a fresh random id: no second random draw per request.
-            rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or \
-                f"{span_context.span_id:016x}"
+            rid = (
+                headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+                or f"{span_context.span_id:016x}"
+            )
             rid_token, tid_token = REQUEST_ID.set(rid), TRACE_ID.set(trace_id)
             extra = [(b"x-request-id", rid.encode()), (b"x-trace-id", trace_id.encode())]
             status = [500]
@@ -117,16 +129,27 @@ class EdgeMiddleware:
                 if status[0] >= 500:
                     span.set_status(Status(StatusCode.ERROR))
                 if self.access_log:
-                    log.info("request", extra={
-                        "method": scope["method"], "route": route, "path": scope["path"],
-                        "status": status[0], "duration_ms": round(elapsed * 1000, 3),
-                    })
+                    log.info(
+                        "request",
+                        extra={
+                            "method": scope["method"],
+                            "route": route,
+                            "path": scope["path"],
+                            "status": status[0],
+                            "duration_ms": round(elapsed * 1000, 3),
+                        },
+                    )
                 REQUEST_ID.reset(rid_token)
                 TRACE_ID.reset(tid_token)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes],
-        extra: list[tuple[bytes, bytes]], status: list[int],
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        extra: list[tuple[bytes, bytes]],
+        status: list[int],
     ) -> None:
         async def reply(code: int, body: dict[str, Any], more: list[tuple[bytes, bytes]]) -> None:
             status[0] = code
@@ -136,15 +159,24 @@ class EdgeMiddleware:
         limited = not scope["path"].startswith(_UNLIMITED)
         if limited and self.in_flight >= self.max_inflight:
             self.metrics.rejected.labels("concurrency").inc()
-            await reply(429, {"error": "overloaded",
-                              "message": "too many requests in flight; retry after 1 s"},
-                        [(b"retry-after", b"1")])
+            await reply(
+                429,
+                {"error": "overloaded", "message": "too many requests in flight; retry after 1 s"},
+                [(b"retry-after", b"1")],
+            )
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             self.metrics.rejected.labels("body_too_large").inc()
-            await reply(413, {"error": "body_too_large", "field": "body",
-                              "message": f"request body over {self.max_body} bytes"}, [])
+            await reply(
+                413,
+                {
+                    "error": "body_too_large",
+                    "field": "body",
+                    "message": f"request body over {self.max_body} bytes",
+                },
+                [],
+            )
             return
 
         if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -153,8 +185,15 @@ class EdgeMiddleware:
             buffered = await self._buffer(receive)
             if buffered is None:
                 self.metrics.rejected.labels("body_too_large").inc()
-                await reply(413, {"error": "body_too_large", "field": "body",
-                                  "message": f"request body over {self.max_body} bytes"}, [])
+                await reply(
+                    413,
+                    {
+                        "error": "body_too_large",
+                        "field": "body",
+                        "message": f"request body over {self.max_body} bytes",
+                    },
+                    [],
+                )
                 return
             receive = _replay(buffered, receive)
 
@@ -176,8 +215,15 @@ class EdgeMiddleware:
         except Exception:
             log.exception("unhandled error", extra={"path": scope["path"]})
             if not started:
-                await reply(500, {"error": "internal_error", "request_id": REQUEST_ID.get(),
-                                  "message": "internal error; see the server log"}, [])
+                await reply(
+                    500,
+                    {
+                        "error": "internal_error",
+                        "request_id": REQUEST_ID.get(),
+                        "message": "internal error; see the server log",
+                    },
+                    [],
+                )
         finally:
             if limited:
                 self.in_flight -= 1

@@ -67,15 +67,18 @@ def decide(
         return Decision("allow", "permissive.allow_all", "permissive policy allows and logs")
     if policy == "strict":
         if trust < MIN_TRUST["strict"]:
-            return Decision("deny", "strict.min_trust",
-                            f"trust score {trust} is below the strict minimum 700")
+            return Decision(
+                "deny", "strict.min_trust", f"trust score {trust} is below the strict minimum 700"
+            )
         if not _listed(tool, action, agent["capabilities"]):
-            return Decision("deny", "strict.allowlist",
-                            f"{tool}:{action} is not in the agent's capabilities")
+            return Decision(
+                "deny", "strict.allowlist", f"{tool}:{action} is not in the agent's capabilities"
+            )
         return Decision("allow", "strict.allowlist", f"{tool}:{action} is an allowed capability")
     if trust < MIN_TRUST["standard"]:
-        return Decision("deny", "standard.min_trust",
-                        f"trust score {trust} is in the revoked tier (< 300)")
+        return Decision(
+            "deny", "standard.min_trust", f"trust score {trust} is in the revoked tier (< 300)"
+        )
     if _listed(tool, action, denylist):
         return Decision("deny", "standard.denylist", f"{tool}:{action} is on the denylist")
     if not limiter.take(agent["did"]):

@@ -27,8 +27,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class MeshProcess:
     def __init__(
-        self, storage: str, *, redis: str | None = None, zone: str = "a", replica: str = "0",
-        env: dict[str, str] | None = None, host: str = "127.0.0.1", core: int | None = None,
+        self,
+        storage: str,
+        *,
+        redis: str | None = None,
+        zone: str = "a",
+        replica: str = "0",
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        core: int | None = None,
     ) -> None:
         self.host, self.port = host, free_port(host)
         self.url = f"http://{host}:{self.port}"
@@ -39,8 +46,20 @@ class MeshProcess:
         self.log_path: Path | None = None
 
     def start(self, wait_ready: bool = True, timeout: float = 15.0) -> MeshProcess:
-        cmd = [MESHSRE, "serve", "--host", self.host, "--port", str(self.port),
-               "--storage", self.storage, "--zone", self.zone, "--replica", self.replica]
+        cmd = [
+            MESHSRE,
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--storage",
+            self.storage,
+            "--zone",
+            self.zone,
+            "--replica",
+            self.replica,
+        ]
         if self.redis:
             cmd += ["--redis", self.redis]
         if self.core is not None:

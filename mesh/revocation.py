@@ -30,7 +30,11 @@ log = logging.getLogger("mesh.revocation")
 
 class RevocationBook:
     def __init__(
-        self, store: Store, metrics: Metrics, poll_s: float, redis_url: str | None = None,
+        self,
+        store: Store,
+        metrics: Metrics,
+        poll_s: float,
+        redis_url: str | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.store = store
@@ -57,8 +61,9 @@ class RevocationBook:
         loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._poll_loop()))
         if self.store.backend == "postgresql":
-            threading.Thread(target=self._listen_pg, args=(loop,), daemon=True,
-                             name="pg-listen").start()
+            threading.Thread(
+                target=self._listen_pg, args=(loop,), daemon=True, name="pg-listen"
+            ).start()
         if self._redis_url:
             import redis.asyncio as aioredis
 
@@ -115,8 +120,8 @@ class RevocationBook:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.store.driver.url, autocommit=True,  # type: ignore[attr-defined]
-                                     connect_timeout=2) as conn:
+                url = self.store.driver.url  # type: ignore[attr-defined]
+                with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):

@@ -35,13 +35,18 @@ class Mesh:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.store: Store = open_store(settings.storage_url, self.metrics,
-                                       settings.storage_timeout_seconds)
-        self.metrics.build_info.labels(__version__, platform.python_version(),
-                                       self.store.backend).set(1)
+        self.store: Store = open_store(
+            settings.storage_url, self.metrics, settings.storage_timeout_seconds
+        )
+        self.metrics.build_info.labels(
+            __version__, platform.python_version(), self.store.backend
+        ).set(1)
         self.breaker = CircuitBreaker("redis", self.metrics.breaker_state)
         self.revocations = RevocationBook(
-            self.store, self.metrics, settings.revocation_poll_seconds, settings.redis_url,
+            self.store,
+            self.metrics,
+            settings.revocation_poll_seconds,
+            settings.redis_url,
             self.breaker,
         )
         self.limiter = RateLimiter(settings.rate_limit_per_minute)

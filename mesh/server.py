@@ -28,5 +28,13 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         raise SystemExit(f"error: {name}: {first['msg']}") from None
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )

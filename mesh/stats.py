@@ -44,11 +44,11 @@ class StoreCollector(Collector):
         trust = spec("agentmesh_trust_score")
         buckets = [(str(b), c) for b, c in zip(TRUST_BUCKETS, stats["cumulative"], strict=True)]
         buckets.append(("+Inf", stats["count"]))
-        yield GaugeHistogramMetricFamily(trust.name, trust.help, buckets=buckets,
-                                         gsum_value=stats["sum"])
+        yield GaugeHistogramMetricFamily(
+            trust.name, trust.help, buckets=buckets, gsum_value=stats["sum"]
+        )
         backup = spec("agentmesh_backup_last_success_timestamp_seconds")
         yield GaugeMetricFamily(backup.name, backup.help, value=stats["last_backup"])
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
-

@@ -17,10 +17,13 @@ PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def tracer(zone: str, replica: str) -> trace.Tracer:
-    resource = Resource.create({
-        "service.name": "agentmesh", "service.instance.id": f"{zone}/{replica}",
-        "cloud.availability_zone": zone,
-    })
+    resource = Resource.create(
+        {
+            "service.name": "agentmesh",
+            "service.instance.id": f"{zone}/{replica}",
+            "cloud.availability_zone": zone,
+        }
+    )
     provider = TracerProvider(resource=resource)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

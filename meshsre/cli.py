@@ -16,8 +16,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--storage", envvar="MESH_STORAGE_URL", default="sqlite:///mesh.db",
-              show_default=True, help="sqlite:///PATH, postgresql://... or memory://")
+@click.option(
+    "--storage",
+    envvar="MESH_STORAGE_URL",
+    default="sqlite:///mesh.db",
+    show_default=True,
+    help="sqlite:///PATH, postgresql://... or memory://",
+)
 @click.option("--redis", envvar="MESH_REDIS_URL", default=None, help="redis://... (optional)")
 @click.option("--zone", envvar="MESH_ZONE", default="local", show_default=True)
 @click.option("--replica", envvar="MESH_REPLICA", default="0", show_default=True)

@@ -24,16 +24,23 @@ async def register(body: Registration, request: Request) -> dict[str, Any]:
     public_key = decode_b64(body.public_key, "body.public_key", 32)
     proof = decode_b64(body.proof, "body.proof", 64)
     if abs(time.time() - body.timestamp) > mesh.settings.proof_max_age_seconds:
-        raise Unauthorized("proof timestamp is more than 5 minutes from now",
-                           field="body.timestamp")
-    if not identity.verify(public_key, proof, identity.proof_message(body.public_key,
-                                                                      body.timestamp)):
+        raise Unauthorized(
+            "proof timestamp is more than 5 minutes from now", field="body.timestamp"
+        )
+    if not identity.verify(
+        public_key, proof, identity.proof_message(body.public_key, body.timestamp)
+    ):
         raise Unauthorized("proof does not verify with the public key", field="body.proof")
     did = identity.did_for(public_key)
     record = {
-        "did": did, "public_key": body.public_key, "name": body.name, "sponsor": body.sponsor,
-        "capabilities": body.capabilities, "policy": body.policy,
-        "trust_score": NEW_AGENT_TRUST, "created_at": time.time(),
+        "did": did,
+        "public_key": body.public_key,
+        "name": body.name,
+        "sponsor": body.sponsor,
+        "capabilities": body.capabilities,
+        "policy": body.policy,
+        "trust_score": NEW_AGENT_TRUST,
+        "created_at": time.time(),
     }
     await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
     mesh.metrics.audit_appends.labels("agent.registered").inc()
@@ -80,8 +87,7 @@ async def set_trust(did: str, body: TrustUpdate, request: Request) -> dict[str, 
     caller = await authenticate(mesh, request, admin_only=True)
     score = await mesh.store.call(
         "change_trust",
-        records.change_trust(did, caller.actor, time.time(), score=body.score,
-                             reason=body.reason),
+        records.change_trust(did, caller.actor, time.time(), score=body.score, reason=body.reason),
         write=True,
     )
     if score is None:

@@ -28,21 +28,28 @@ def _issuer(mesh: Mesh) -> Any:
 async def issue(body: CredentialRequest, request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=body.did)
-    if caller.agent is None and await mesh.store.call(
-        "get_agent", records.get_agent(body.did)
-    ) is None:
+    if (
+        caller.agent is None
+        and await mesh.store.call("get_agent", records.get_agent(body.did)) is None
+    ):
         raise NotFound(f"no agent {body.did}", field="body.did")
     credential = _issuer(mesh).issue(body.did, body.ttl_seconds)
     await mesh.store.call(
         "insert_credential",
-        records.insert_credential(credential["jti"], body.did, credential["iat"],
-                                  credential["exp"], caller.actor),
+        records.insert_credential(
+            credential["jti"], body.did, credential["iat"], credential["exp"], caller.actor
+        ),
         write=True,
     )
     mesh.metrics.issued.inc()
     mesh.metrics.audit_appends.labels("credential.issued").inc()
-    return {"token": credential["token"], "jti": credential["jti"], "did": body.did,
-            "issued_at": credential["iat"], "expires_at": credential["exp"]}
+    return {
+        "token": credential["token"],
+        "jti": credential["jti"],
+        "did": body.did,
+        "issued_at": credential["iat"],
+        "expires_at": credential["exp"],
+    }
 
 
 @router.post("/v1/credentials/verify")
@@ -63,8 +70,14 @@ async def revoke(jti: str, body: RevocationRequest, request: Request) -> dict[st
     caller = await authenticate(mesh, request, subject=did)
     _, revoked_at = await mesh.store.call(
         "revoke_credential",
-        records.revoke_credential(jti, did, body.reason, caller.actor, time.time(),
-                                  notify=mesh.store.backend == "postgresql"),
+        records.revoke_credential(
+            jti,
+            did,
+            body.reason,
+            caller.actor,
+            time.time(),
+            notify=mesh.store.backend == "postgresql",
+        ),
         write=True,
     )
     await mesh.revocations.publish(jti, revoked_at)

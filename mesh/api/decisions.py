@@ -28,25 +28,36 @@ async def decide_tool_call(body: DecisionRequest, request: Request) -> dict[str,
     agent = caller.agent or await mesh.store.call("get_agent", records.get_agent(body.did))
     if agent is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
-    decision = decide(agent, body.tool, body.action, mesh.settings.policy_denylist,
-                      mesh.limiter)
+    decision = decide(agent, body.tool, body.action, mesh.settings.policy_denylist, mesh.limiter)
     trust = agent["trust_score"]
     policy = agent["policy"]
     if not decision.allowed:
         penalty = -mesh.settings.violation_penalty
         new = await mesh.store.call(
             "change_trust",
-            records.change_trust(body.did, caller.actor, time.time(), delta=penalty,
-                                 reason=decision.reason, rule=decision.rule),
+            records.change_trust(
+                body.did,
+                caller.actor,
+                time.time(),
+                delta=penalty,
+                reason=decision.reason,
+                rule=decision.rule,
+            ),
             write=True,
         )
         trust = trust if new is None else new
         mesh.metrics.violations.labels(policy, decision.rule).inc()
         mesh.metrics.audit_appends.labels("policy.violation").inc()
     elif policy == "permissive":
-        log.info("permissive allow", extra={"did": body.did, "tool": body.tool,
-                                            "action": body.action})
+        log.info(
+            "permissive allow", extra={"did": body.did, "tool": body.tool, "action": body.action}
+        )
     mesh.metrics.tool_calls.labels(policy, decision.decision).inc()
     mesh.metrics.decision_duration.labels(policy).observe(time.perf_counter() - started)
-    return {"decision": decision.decision, "rule": decision.rule, "reason": decision.reason,
-            "policy": policy, "trust_score": trust}
+    return {
+        "decision": decision.decision,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "policy": policy,
+        "trust_score": trust,
+    }

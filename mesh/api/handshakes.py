@@ -36,8 +36,7 @@ async def challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
         records.create_challenge(challenge_id, body.did, nonce, expires_at, now),
         write=True,
     )
-    return {"challenge_id": challenge_id, "nonce": nonce, "did": body.did,
-            "expires_at": expires_at}
+    return {"challenge_id": challenge_id, "nonce": nonce, "did": body.did, "expires_at": expires_at}
 
 
 @router.post("/v1/handshakes/verify", responses={403: {"description": "handshake rejected"}})
@@ -47,13 +46,22 @@ async def verify(body: VerifyHandshake, request: Request) -> Any:
     result, agent = await _judge(body, signature, mesh_of(request))
     mesh.metrics.handshakes.labels(result).inc()
     if result != "success":
-        return JSONResponse(status_code=403, content={
-            "error": "handshake_rejected", "reason": result, "verified": False,
-            "message": f"handshake rejected: {result.replace('_', ' ')}",
-        })
+        return JSONResponse(
+            status_code=403,
+            content={
+                "error": "handshake_rejected",
+                "reason": result,
+                "verified": False,
+                "message": f"handshake rejected: {result.replace('_', ' ')}",
+            },
+        )
     assert agent is not None
-    return {"verified": True, "did": body.did, "trust_score": agent["trust_score"],
-            "policy": agent["policy"]}
+    return {
+        "verified": True,
+        "did": body.did,
+        "trust_score": agent["trust_score"],
+        "policy": agent["policy"],
+    }
 
 
 async def _judge(

@@ -25,8 +25,12 @@ async def live(request: Request) -> dict[str, Any]:
 async def ready(request: Request) -> Any:
     mesh = mesh_of(request)
     ok = await mesh.check_ready()
-    body = {"status": "ready" if ok else "unavailable", "zone": mesh.settings.zone,
-            "replica": mesh.settings.replica, "store": mesh.store.backend}
+    body = {
+        "status": "ready" if ok else "unavailable",
+        "zone": mesh.settings.zone,
+        "replica": mesh.settings.replica,
+        "store": mesh.store.backend,
+    }
     return JSONResponse(status_code=200 if ok else 503, content=body)
 
 

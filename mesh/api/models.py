@@ -22,7 +22,10 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Policy = Literal["strict", "standard", "permissive"]
 RevocationReason = Literal[
-    "key_compromise", "superseded", "cessation_of_operation", "privilege_withdrawn",
+    "key_compromise",
+    "superseded",
+    "cessation_of_operation",
+    "privilege_withdrawn",
     "unspecified",
 ]
 
@@ -38,8 +41,9 @@ class Registration(_Body):
     timestamp: int = Field(description="unix seconds, signed in the proof; max 5 minutes old")
     proof: Token = Field(description="base64 Ed25519 signature over 'public_key:timestamp'")
     name: Name
-    sponsor: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-                                              max_length=254)]
+    sponsor: Annotated[
+        str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    ]
     capabilities: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=100
     )

@@ -35,8 +35,8 @@ def _server_quantiles(metrics: str, name: str) -> dict[str, float]:
     buckets: list[tuple[float, float]] = []
     for line in metrics.splitlines():
         if line.startswith(f"{name}_bucket"):
-            le = line.split('le="')[1].split('"')[0]
-            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
     buckets.sort()
     total = buckets[-1][1]
     out = {}
@@ -66,8 +66,11 @@ def _pg_database() -> tuple[str, Callable[[], None]]:
 
 def _revocation_delays(storage: str, samples: int) -> list[float]:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with MeshProcess(storage, zone="a") as a, MeshProcess(storage, zone="b") as b, \
-            httpx.Client(timeout=5) as c:
+    with (
+        MeshProcess(storage, zone="a") as a,
+        MeshProcess(storage, zone="b") as b,
+        httpx.Client(timeout=5) as c,
+    ):
         from meshsre.identity import AgentKey
 
         key = AgentKey.generate()
@@ -77,8 +80,9 @@ def _revocation_delays(storage: str, samples: int) -> list[float]:
             cred = c.post(a.url + "/v1/credentials", json={"did": key.did}, headers=admin).json()
             c.post(f"{a.url}/v1/credentials/{cred['jti']}/revoke", json={}, headers=admin)
             start = time.perf_counter()
-            while c.post(b.url + "/v1/credentials/verify",
-                         json={"token": cred["token"]}).json()["valid"]:
+            while c.post(b.url + "/v1/credentials/verify", json={"token": cred["token"]}).json()[
+                "valid"
+            ]:
                 time.sleep(0.002)
             delays.append(time.perf_counter() - start)
     return delays
@@ -86,8 +90,11 @@ def _revocation_delays(storage: str, samples: int) -> list[float]:
 
 def _ms_quantiles(values: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50_ms": round(qs[49] * 1000, 3), "p99_ms": round(qs[98] * 1000, 3),
-            "samples": len(values)}
+    return {
+        "p50_ms": round(qs[49] * 1000, 3),
+        "p99_ms": round(qs[98] * 1000, 3),
+        "samples": len(values),
+    }
 
 
 def main() -> None:
@@ -101,8 +108,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshsre-bench-"))
     pg_url, drop_pg = _pg_database()
     try:
-        for backend, storage in (("sqlite", f"sqlite:///{work / 'bench.db'}"),
-                                 ("postgresql", pg_url)):
+        for backend, storage in (
+            ("sqlite", f"sqlite:///{work / 'bench.db'}"),
+            ("postgresql", pg_url),
+        ):
             with MeshProcess(storage, env=env, core=0) as server:
                 print(f"[{backend}] hello world ...", flush=True)
                 hello = run_wrk(server.url + "/health/live", secs, conns)
@@ -110,11 +119,14 @@ def main() -> None:
                 regs_file = registration_requests(work / f"regs-{backend}.tsv", 40_000)
                 regs = run_wrk(server.url, secs, conns, regs_file)
                 print(f"[{backend}] policy decisions ...", flush=True)
-                decide_file = decision_requests(server.url, work / f"decide-{backend}.tsv",
-                                                agents=500, requests=20_000)
+                decide_file = decision_requests(
+                    server.url, work / f"decide-{backend}.tsv", agents=500, requests=20_000
+                )
                 decide = run_wrk(server.url, secs, conns, decide_file)
-                inside = _server_quantiles(httpx.get(server.url + "/metrics").text,
-                                           "agentmesh_policy_decision_duration_seconds")
+                inside = _server_quantiles(
+                    httpx.get(server.url + "/metrics").text,
+                    "agentmesh_policy_decision_duration_seconds",
+                )
                 hello_1 = run_wrk(server.url + "/health/live", secs, 1)
                 decide_1 = run_wrk(server.url, secs, 1, decide_file)
                 print(f"[{backend}] handshakes ...", flush=True)
@@ -123,8 +135,9 @@ def main() -> None:
                 "hello_rps": hello["requests_per_s"],
                 "registrations_rps": regs["requests_per_s"],
                 "registration_errors": regs["errors"],
-                "registrations_vs_hello": round(regs["requests_per_s"] / hello["requests_per_s"],
-                                                3),
+                "registrations_vs_hello": round(
+                    regs["requests_per_s"] / hello["requests_per_s"], 3
+                ),
                 "decisions_rps": decide["requests_per_s"],
                 "decision_in_server": inside,
                 "decision_end_to_end_1conn": {k: decide_1[k] for k in ("p50_ms", "p99_ms")},
@@ -137,10 +150,13 @@ def main() -> None:
             results[backend]["revocation"] = _ms_quantiles(_revocation_delays(db, 100))
     finally:
         drop_pg()
-    record = {"schema": "meshsre.bench/v1", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                 time.gmtime()),
-              "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-              "wrk": {"seconds": secs, "connections": conns}, "results": results}
+    record = {
+        "schema": "meshsre.bench/v1",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "wrk": {"seconds": secs, "connections": conns},
+        "results": results,
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -169,10 +185,13 @@ def print_table(results: dict[str, Any]) -> None:
         cells = []
         for b in backends:
             value = results[b]
-            for part in (key if isinstance(key, tuple) else (key,)):
+            for part in key if isinstance(key, tuple) else (key,):
                 value = value[part]
-            cells.append(f"{value:>12,.3f}" if isinstance(value, float) and value < 100
-                         else f"{value:>12,.0f}")
+            cells.append(
+                f"{value:>12,.3f}"
+                if isinstance(value, float) and value < 100
+                else f"{value:>12,.0f}"
+            )
         print(f"{label:42} " + " ".join(cells) + f"   {target}")
 
 

@@ -26,8 +26,9 @@ def registration_requests(path: Path, count: int) -> Path:
 
 def _register(client: httpx.Client, policy: str = "standard") -> AgentKey:
     key = AgentKey.generate()
-    r = client.post("/v1/agents", json=key.registration("bench", "bench@example.com", ["http"],
-                                                        policy))
+    r = client.post(
+        "/v1/agents", json=key.registration("bench", "bench@example.com", ["http"], policy)
+    )
     r.raise_for_status()
     return key
 
@@ -54,12 +55,22 @@ def handshake_latencies(url: str, count: int) -> list[float]:
         for _ in range(count):
             body = json.dumps({"did": peer.did}).encode()
             start = time.perf_counter()
-            ch = client.post("/v1/handshakes/challenge", content=body, headers={
-                **verifier.headers("POST", "/v1/handshakes/challenge", body),
-                "content-type": "application/json"}).json()
-            r = client.post("/v1/handshakes/verify", json={
-                "challenge_id": ch["challenge_id"], "did": peer.did,
-                "signature": peer.sign_challenge(ch["challenge_id"], ch["nonce"])})
+            ch = client.post(
+                "/v1/handshakes/challenge",
+                content=body,
+                headers={
+                    **verifier.headers("POST", "/v1/handshakes/challenge", body),
+                    "content-type": "application/json",
+                },
+            ).json()
+            r = client.post(
+                "/v1/handshakes/verify",
+                json={
+                    "challenge_id": ch["challenge_id"],
+                    "did": peer.did,
+                    "signature": peer.sign_challenge(ch["challenge_id"], ch["nonce"]),
+                },
+            )
             latencies.append(time.perf_counter() - start)
             r.raise_for_status()
     return latencies

@@ -32,8 +32,9 @@ def parse(output: str) -> WrkResult:
         raise ValueError(f"unexpected wrk output:\n{output}")
     result["requests_per_s"], result["requests"] = float(rate.group(1)), float(total.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                     output)
+    sock = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     result["errors"] = float(non2xx.group(1) if non2xx else 0) + (
         sum(float(g) for g in sock.groups()) if sock else 0.0
     )
@@ -44,12 +45,22 @@ def parse(output: str) -> WrkResult:
     return result
 
 
-def run_wrk(url: str, seconds: int, connections: int, requests_file: Path | None = None,
-            core: int = 1) -> WrkResult:
+def run_wrk(
+    url: str, seconds: int, connections: int, requests_file: Path | None = None, core: int = 1
+) -> WrkResult:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-           "--latency", url]
+    cmd = [
+        "taskset",
+        "-c",
+        str(core),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        url,
+    ]
     if requests_file is not None:
         cmd[-1:-1] = ["-s", str(REPLAY)]
         cmd += ["--", str(requests_file)]

@@ -27,8 +27,13 @@ AGENT_COLUMNS = "did, public_key, name, sponsor, capabilities, policy, trust_sco
 def agent_row(row: tuple[Any, ...]) -> dict[str, Any]:
     did, public_key, name, sponsor, caps, policy, trust, created = row
     return {
-        "did": did, "public_key": public_key, "name": name, "sponsor": sponsor,
-        "capabilities": json.loads(caps), "policy": policy, "trust_score": int(trust),
+        "did": did,
+        "public_key": public_key,
+        "name": name,
+        "sponsor": sponsor,
+        "capabilities": json.loads(caps),
+        "policy": policy,
+        "trust_score": int(trust),
         "created_at": float(created),
     }
 
@@ -72,14 +77,20 @@ def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.En
         cur.execute(
             f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                record["did"], record["public_key"], record["name"], record["sponsor"],
-                json.dumps(record["capabilities"]), record["policy"], record["trust_score"],
+                record["did"],
+                record["public_key"],
+                record["name"],
+                record["sponsor"],
+                json.dumps(record["capabilities"]),
+                record["policy"],
+                record["trust_score"],
                 record["created_at"],
             ),
         )
         summary = {k: record[k] for k in ("name", "sponsor", "capabilities", "policy")}
-        return append_audit(cur, actor, "agent.registered", record["did"], summary,
-                            record["created_at"])
+        return append_audit(
+            cur, actor, "agent.registered", record["did"], summary, record["created_at"]
+        )
 
     return work
 
@@ -120,8 +131,14 @@ def delete_agent(did: str, actor: str, now: float) -> Callable[[Any], bool]:
 
 
 def change_trust(
-    did: str, actor: str, now: float, *, delta: int = 0, score: int | None = None,
-    reason: str = "", rule: str = "",
+    did: str,
+    actor: str,
+    now: float,
+    *,
+    delta: int = 0,
+    score: int | None = None,
+    reason: str = "",
+    rule: str = "",
 ) -> Callable[[Any], int | None]:
     """Set the score, or move it by ``delta``, clamped to 0..1000; audited with its reason."""
 
@@ -188,8 +205,9 @@ def insert_credential(
             "INSERT INTO credentials (jti, did, issued_at, expires_at) VALUES (?, ?, ?, ?)",
             (jti, did, issued_at, expires_at),
         )
-        append_audit(cur, actor, "credential.issued", did,
-                     {"jti": jti, "expires_at": expires_at}, issued_at)
+        append_audit(
+            cur, actor, "credential.issued", did, {"jti": jti, "expires_at": expires_at}, issued_at
+        )
 
     return work
 
