@@ -7,6 +7,7 @@ A signed request covers method, path, timestamp and a digest of the body; it is 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ async def authenticate(
     if subject is not None and did != subject:
         raise Forbidden(f"agent {did} may not act for {subject}", field="header.x-mesh-agent")
     ts_text = request.headers.get(identity.TIMESTAMP_HEADER, "")
-    if not ts_text.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]{1,12}", ts_text):
         raise Unauthorized("timestamp header must be unix seconds", field="header.x-mesh-timestamp")
     if abs(time.time() - int(ts_text)) > mesh.settings.proof_max_age_seconds:
         raise Unauthorized(

@@ -139,17 +139,32 @@ class RevocationBook:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                pubsub = self._subscriber.pubsub()
-                await pubsub.subscribe(CHANNEL)
-                self.breaker.success()
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None:
-                        body = json.loads(msg["data"])
-                        self.learn(body["jti"], float(body["revoked_at"]), "redis")
+                async with self._subscriber.pubsub() as pubsub:
+                    await self._listen_redis(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("redis subscription lost: %s", exc)
                 self.breaker.failure()
                 await asyncio.sleep(0.5)
+
+    async def _listen_redis(self, pubsub: Any) -> None:
+        assert self.breaker is not None
+        await asyncio.wait_for(pubsub.subscribe(CHANNEL), 1.0)
+        heard = time.monotonic()
+        while True:
+            # A partition sends no reset: probe, and give up after 2 s of silence.
+            silent = time.monotonic() - heard
+            if silent > 2.0:
+                raise TimeoutError(f"no answer from redis for {silent:.1f} s")
+            if silent > 0.5:
+                await asyncio.wait_for(pubsub.ping(), 1.0)
+            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=0.5)
+            if msg is None:
+                continue
+            heard = time.monotonic()
+            if msg["type"] == "subscribe":
+                self.breaker.success()
+            elif msg["type"] == "message":
+                body = json.loads(msg["data"])
+                self.learn(body["jti"], float(body["revoked_at"]), "redis")

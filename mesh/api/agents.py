@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from mesh.api.common import decode_b64, mesh_of
 from mesh.api.models import Registration, TrustUpdate
@@ -16,6 +16,8 @@ from meshsre import identity
 
 router = APIRouter(tags=["agents"])
 NEW_AGENT_TRUST = 500
+# Path text reaches the store: PostgreSQL text cannot hold U+0000.
+DidPath = Annotated[str, Path(max_length=100, pattern=r"^[^\x00]*$")]
 
 
 @router.post("/v1/agents", status_code=201)
@@ -48,7 +50,7 @@ async def register(body: Registration, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/agents/{did}")
-async def get_agent(did: str, request: Request) -> dict[str, Any]:
+async def get_agent(did: DidPath, request: Request) -> dict[str, Any]:
     agent = await mesh_of(request).store.call("get_agent", records.get_agent(did))
     if agent is None:
         raise NotFound(f"no agent {did}", field="path.did")
@@ -60,7 +62,7 @@ async def list_agents(
     request: Request,
     capability: str | None = Query(default=None, max_length=100),
     limit: int = Query(default=50, ge=1, le=500),
-    cursor: str | None = Query(default=None, max_length=100),
+    cursor: str | None = Query(default=None, max_length=100, pattern=r"^[^\x00]*$"),
 ) -> dict[str, Any]:
     items = await mesh_of(request).store.call(
         "list_agents", records.list_agents(capability, limit, cursor)
@@ -69,7 +71,7 @@ async def list_agents(
 
 
 @router.delete("/v1/agents/{did}")
-async def deregister(did: str, request: Request) -> dict[str, Any]:
+async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=did)
     deleted = await mesh.store.call(
@@ -82,7 +84,7 @@ async def deregister(did: str, request: Request) -> dict[str, Any]:
 
 
 @router.put("/v1/agents/{did}/trust")
-async def set_trust(did: str, body: TrustUpdate, request: Request) -> dict[str, Any]:
+async def set_trust(did: DidPath, body: TrustUpdate, request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, admin_only=True)
     score = await mesh.store.call(

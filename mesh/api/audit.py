@@ -17,7 +17,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/v1/audit")
 async def read(
     request: Request,
-    after: int = Query(default=-1, ge=-1),
+    after: int = Query(default=-1, ge=-1, le=2**63 - 1),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
     mesh = mesh_of(request)

@@ -4,9 +4,9 @@ in-memory revocation set, which the fan-out keeps current within the propagation
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from mesh.api.common import mesh_of
 from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
@@ -61,7 +61,11 @@ async def verify(body: VerifyCredential, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/credentials/{jti}/revoke")
-async def revoke(jti: str, body: RevocationRequest, request: Request) -> dict[str, Any]:
+async def revoke(
+    jti: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    body: RevocationRequest,
+    request: Request,
+) -> dict[str, Any]:
     mesh = mesh_of(request)
     row = await mesh.store.call("get_credential", records.get_credential(jti))
     if row is None:

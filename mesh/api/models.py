@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
     "ChallengeRequest",
@@ -33,12 +33,23 @@ RevocationReason = Literal[
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text cannot hold U+0000: refuse it here, naming the field.
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "\x00" in v for v in items):
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class Registration(_Body):
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="raw 32-byte Ed25519 public key, standard base64"
     )
-    timestamp: int = Field(description="unix seconds, signed in the proof; max 5 minutes old")
+    timestamp: int = Field(
+        ge=0, le=2**40, description="unix seconds, signed in the proof; max 5 minutes old"
+    )
     proof: Token = Field(description="base64 Ed25519 signature over 'public_key:timestamp'")
     name: Name
     sponsor: Annotated[
