@@ -63,3 +63,17 @@ status: setup ## Show the local cluster: component, zone, address, pid, ready (-
 	$(MESHSRE) status
 
 .PHONY: up down status
+
+# Load tests (loadtests/). Every variable is optional: unset ones take `meshsre loadtest`'s
+# defaults, and HOST defaults to the local cluster's front door when `meshsre up` is running.
+LOADTEST_ARGS = $(if $(HOST),--host '$(HOST)') $(if $(USERS),--users $(USERS)) \
+	$(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) \
+	$(if $(SHAPE),--shape $(SHAPE))
+
+loadtest: setup ## Load test a mesh, headless: HOST=URL USERS=20 RATE=50 DURATION=60s SHAPE=steady|step|spike|soak
+	$(MESHSRE) loadtest $(LOADTEST_ARGS)
+
+loadtest-distributed: setup ## The same with a Locust master and WORKERS=N local workers (default 2)
+	$(MESHSRE) loadtest $(LOADTEST_ARGS) --workers $(or $(WORKERS),2)
+
+.PHONY: loadtest loadtest-distributed

@@ -45,3 +45,6 @@ main.add_command(dashboards)
 from alerts.cli import slo  # noqa: E402
 
 main.add_command(slo)
+from loadtests.cli import loadtest  # noqa: E402
+
+main.add_command(loadtest)

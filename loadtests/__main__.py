@@ -1,0 +1,5 @@
+"""`python -m loadtests`: the same command as `meshsre loadtest`."""
+
+from loadtests.cli import loadtest
+
+loadtest(prog_name="python -m loadtests")
