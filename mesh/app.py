@@ -108,5 +108,6 @@ def create_app(
         max_inflight=settings.max_inflight,
         max_body=settings.max_body_bytes,
         access_log=settings.access_log,
+        routes=app.router.routes,
     )
     return app

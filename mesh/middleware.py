@@ -60,6 +60,7 @@ class EdgeMiddleware:
         max_inflight: int,
         max_body: int,
         access_log: bool,
+        routes: list[Any],
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -68,7 +69,7 @@ class EdgeMiddleware:
         self.max_body = max_body
         self.access_log = access_log
         self.in_flight = 0
-        self.routes: list[Any] = []  # set by the app factory, to name rejected requests
+        self.routes = routes  # the app's routes, to name requests rejected before routing
 
     async def _buffer(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0

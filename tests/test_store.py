@@ -1,0 +1,71 @@
+"""The store on its own: group commit, savepoint isolation, the audit chain it writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from mesh.audit import walk
+from mesh.errors import Conflict
+from mesh.store import Store, open_store, records
+from mesh.telemetry import Metrics
+
+
+def _agent(i: int) -> dict[str, object]:
+    return {"did": f"did:mesh:{i:032x}", "public_key": f"key-{i}", "name": "a",
+            "sponsor": "a@b.co", "capabilities": [], "policy": "standard", "trust_score": 500,
+            "created_at": time.time()}
+
+
+async def _store(url: str) -> Store:
+    store = open_store(url, Metrics(CollectorRegistry()))
+    await store.migrate()
+    return store
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_writes_in_one_loop_turn_commit_together_and_a_duplicate_fails_alone(
+    url: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        store = await _store(f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else url)
+        batch = [_agent(i) for i in range(10)] + [_agent(3)]
+        results = await asyncio.gather(
+            *(store.call("create_agent", records.create_agent(a, "t"), write=True)
+              for a in batch),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results].count(Conflict) == 1
+        entries = await store.call("audit_after", records.audit_after(-1, 100))
+        check = walk(entries)
+        assert check.ok and check.length == 11  # genesis + ten registrations
+        stats = await store.call("stats", records.stats)
+        assert stats["count"] == 10
+        store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_trust_score_is_clamped_and_every_change_is_audited() -> None:
+    async def scenario() -> None:
+        store = await _store("memory://")
+        a = _agent(1)
+        await store.call("create_agent", records.create_agent(a, "t"), write=True)
+        did = str(a["did"])
+        low = await store.call("t", records.change_trust(did, "admin", 1.0, delta=-900),
+                               write=True)
+        high = await store.call("t", records.change_trust(did, "admin", 2.0, score=1000),
+                                write=True)
+        assert (low, high) == (0, 1000)
+        entries = await store.call("audit_after", records.audit_after(-1, 100))
+        assert [e.action for e in entries][-2:] == ["trust.changed", "trust.changed"]
+        missing = await store.call("t", records.change_trust("did:mesh:none", "admin", 3.0),
+                                   write=True)
+        assert missing is None
+        store.close()
+
+    asyncio.run(scenario())
