@@ -157,6 +157,11 @@ class EdgeMiddleware:
             for message in _json(code, body, [*extra, *more]):
                 await send(message)
 
+        async def too_large() -> None:
+            self.metrics.rejected.labels("body_too_large").inc()
+            message = f"request body over {self.max_body} bytes"
+            await reply(413, {"error": "body_too_large", "field": "body", "message": message}, [])
+
         limited = not scope["path"].startswith(_UNLIMITED)
         if limited and self.in_flight >= self.max_inflight:
             self.metrics.rejected.labels("concurrency").inc()
@@ -168,16 +173,7 @@ class EdgeMiddleware:
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            self.metrics.rejected.labels("body_too_large").inc()
-            await reply(
-                413,
-                {
-                    "error": "body_too_large",
-                    "field": "body",
-                    "message": f"request body over {self.max_body} bytes",
-                },
-                [],
-            )
+            await too_large()
             return
 
         if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -185,16 +181,7 @@ class EdgeMiddleware:
             # it, so that an oversized body gets 413 whichever way it arrives.
             buffered = await self._buffer(receive)
             if buffered is None:
-                self.metrics.rejected.labels("body_too_large").inc()
-                await reply(
-                    413,
-                    {
-                        "error": "body_too_large",
-                        "field": "body",
-                        "message": f"request body over {self.max_body} bytes",
-                    },
-                    [],
-                )
+                await too_large()
                 return
             receive = _replay(buffered, receive)
 
