@@ -77,3 +77,36 @@ loadtest-distributed: setup ## The same with a Locust master and WORKERS=N local
 	$(MESHSRE) loadtest $(LOADTEST_ARGS) --workers $(or $(WORKERS),2)
 
 .PHONY: loadtest loadtest-distributed
+
+# Validation suites against a live deployment; JUnit XML for CI in reports/out/validate/.
+# Each suite is skipped, with its reason, when its target is not given.
+TARGET ?=
+PROMETHEUS ?=
+ALERTMANAGER ?=
+KUBE_CONTEXT ?=
+NAMESPACE ?=
+VALIDATE_JUNIT ?= reports/out/validate/junit.xml
+
+validate: setup ## Validate a live mesh: TARGET=URL [PROMETHEUS=URL ALERTMANAGER=URL KUBE_CONTEXT=C NAMESPACE=N]
+	$(PY) -m pytest suites -p no:cacheprovider --junitxml=$(VALIDATE_JUNIT) \
+		$(if $(TARGET),--target $(TARGET)) $(if $(PROMETHEUS),--prometheus $(PROMETHEUS)) \
+		$(if $(ALERTMANAGER),--alertmanager $(ALERTMANAGER)) \
+		$(if $(KUBE_CONTEXT),--kube-context $(KUBE_CONTEXT)) $(if $(NAMESPACE),--namespace $(NAMESPACE))
+
+validate-local: setup ## Validate the local cluster (`meshsre up` first); the kubernetes suite is skipped
+	@exports="$$($(MESHSRE) status --env)" || { echo "the local cluster is not up: run \`meshsre up\`" >&2; exit 1; }; \
+	eval "$$exports"; $(MAKE) --no-print-directory validate TARGET="$$MESH_URL" PROMETHEUS="$$PROMETHEUS_URL" ALERTMANAGER="$$ALERTMANAGER_URL"
+
+deploy-manifests: setup ## Copy the generated PrometheusRule and dashboards into mesh/deploy/base (after alerts, dashboards)
+	$(PY) -m mesh.deploy
+
+.PHONY: validate validate-local deploy-manifests
+
+# Chaos Toolkit experiments (chaos/): against the local cluster, or MESH_URL, PROMETHEUS_URL and
+# MESH_ADMIN_TOKEN when set. Results in reports/out/<run-id>/ (journal, load, chaos-NAME.json).
+NAME ?= az-failure
+
+chaos: setup ## Run a chaos drill with rollbacks always: NAME=az-failure|backup-restore|revocation [RUN_ID=...]
+	$(MESHSRE) chaos $(NAME) $(if $(RUN_ID),--run-id '$(RUN_ID)')
+
+.PHONY: chaos

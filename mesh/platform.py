@@ -73,7 +73,9 @@ def get_platform(name: str | None = None) -> Platform:
 
         return LocalPlatform()
     if chosen == "kubernetes":
-        raise PlatformError("the kubernetes platform is not implemented yet (issue 6)")
+        from mesh.k8s.platform import KubernetesPlatform
+
+        return KubernetesPlatform()
     raise PlatformError(
         f"unknown platform {chosen!r} (MESH_PLATFORM): use {' or '.join(PLATFORMS)}"
     )

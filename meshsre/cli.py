@@ -48,3 +48,7 @@ main.add_command(slo)
 from loadtests.cli import loadtest  # noqa: E402
 
 main.add_command(loadtest)
+from chaos.cli import chaos  # noqa: E402
+
+main.add_command(chaos)
+
