@@ -8,13 +8,33 @@ keeps the audit chain linear across replicas, and translates its errors into ``C
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Driver", "T", "Work", "open_driver"]
+__all__ = ["Driver", "Outcome", "Pending", "T", "Work", "live", "open_driver", "settle"]
 
 T = TypeVar("T")
 Work = Callable[[Any], T]
+Pending = tuple[Work[Any], "asyncio.Future[Any]"]  # a queued write and who waits for it
+Outcome = tuple[Any, BaseException | None]  # a write's result, or why it failed
+
+
+def live(pending: list[Pending]) -> list[Pending]:
+    """Drops queued writes whose caller has already given up (timed out): a write answered
+    503 must not commit later, once the database is back."""
+    return [(work, future) for work, future in pending if not future.cancelled()]
+
+
+def settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
+    """Hands each waiting caller the outcome of its write in a group commit."""
+    for future, (result, error) in zip(futures, outcomes, strict=True):
+        if future.cancelled():
+            continue  # its caller timed out; the write committed (or not) all the same
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class Driver(Protocol):

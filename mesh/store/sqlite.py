@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
-from mesh.store.driver import T, Work
+from mesh.store.driver import Outcome, Pending, T, Work, live, settle
 
 __all__ = ["SqliteDriver"]
 
@@ -37,7 +37,7 @@ class SqliteDriver:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._conns: dict[str, sqlite3.Connection] = {}
-        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._pending: list[Pending] = []
 
     def _connection(self, role: str) -> sqlite3.Connection:
         # An in-memory database exists once per connection: readers share the writer's.
@@ -74,30 +74,24 @@ class SqliteDriver:
             raise _translate(exc) from exc
 
     def _commit_batch(self) -> None:
-        batch, self._pending = self._pending, []
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        batch, self._pending = live(self._pending), []
+        if not batch:
+            return
+        outcomes: list[Outcome] = []
         try:
             conn = self._connection("write")
             cur = conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             alone = len(batch) == 1
-            for work, future in batch:
-                outcomes.append((future, *self._apply(cur, work, alone)))
+            outcomes = [self._apply(cur, work, alone) for work, _ in batch]
             conn.commit()
         except sqlite3.Error as exc:
             self._reset("write")
-            failure = _translate(exc)
-            outcomes = [(future, None, failure) for _, future in batch]
-        for future, result, error in outcomes:
-            if future.cancelled():
-                continue
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+            outcomes = [(None, _translate(exc))] * len(batch)
+        settle([future for _, future in batch], outcomes)
 
     @staticmethod
-    def _apply(cur: Any, work: Work[Any], alone: bool) -> tuple[Any, BaseException | None]:
+    def _apply(cur: Any, work: Work[Any], alone: bool) -> Outcome:
         if alone:  # the transaction itself is the savepoint; a failure rolls it back below
             try:
                 return work(cur), None
