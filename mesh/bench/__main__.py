@@ -127,7 +127,6 @@ def main() -> None:
                     httpx.get(server.url + "/metrics").text,
                     "agentmesh_policy_decision_duration_seconds",
                 )
-                hello_1 = run_wrk(server.url + "/health/live", secs, 1)
                 decide_1 = run_wrk(server.url, secs, 1, decide_file)
                 print(f"[{backend}] handshakes ...", flush=True)
                 handshakes = _ms_quantiles(handshake_latencies(server.url, 300))
@@ -141,8 +140,6 @@ def main() -> None:
                 "decisions_rps": decide["requests_per_s"],
                 "decision_in_server": inside,
                 "decision_end_to_end_1conn": {k: decide_1[k] for k in ("p50_ms", "p99_ms")},
-                "hello_end_to_end_1conn": {k: hello_1[k] for k in ("p50_ms", "p99_ms")},
-                "governance_overhead_p99_ms": round(decide_1["p99_ms"] - hello_1["p99_ms"], 3),
                 "handshake": handshakes,
             }
             print(f"[{backend}] revocation propagation ...", flush=True)
@@ -172,15 +169,21 @@ def print_table(results: dict[str, Any]) -> None:
         ("policy decisions, req/s", "decisions_rps", ""),
         ("decision p50 in server, ms", ("decision_in_server", "p50_ms"), ""),
         ("decision p99 in server, ms", ("decision_in_server", "p99_ms"), "< 1"),
-        ("decision p99 end to end (1 conn), ms", ("decision_end_to_end_1conn", "p99_ms"), ""),
-        ("governance overhead p99 (1 conn), ms", "governance_overhead_p99_ms", "< 2"),
+        # The governance overhead of a tool call is the whole decision round trip, measured by
+        # one client alone so that no queueing behind our own load inflates it.
+        ("decision p50 end to end (1 conn), ms", ("decision_end_to_end_1conn", "p50_ms"), ""),
+        (
+            "governance overhead: decision p99 end to end (1 conn), ms",
+            ("decision_end_to_end_1conn", "p99_ms"),
+            "< 2",
+        ),
         ("handshake p50, ms", ("handshake", "p50_ms"), ""),
         ("handshake p99, ms", ("handshake", "p99_ms"), ""),
         ("revocation propagation p50, ms", ("revocation", "p50_ms"), ""),
         ("revocation propagation p99, ms", ("revocation", "p99_ms"), "< 1000"),
     ]
     backends = list(results)
-    print(f"\n{'measure':42} " + " ".join(f"{b:>12}" for b in backends) + "   target")
+    print(f"\n{'measure':58} " + " ".join(f"{b:>12}" for b in backends) + "   target")
     for label, key, target in rows:
         cells = []
         for b in backends:
@@ -192,7 +195,7 @@ def print_table(results: dict[str, Any]) -> None:
                 if isinstance(value, float) and value < 100
                 else f"{value:>12,.0f}"
             )
-        print(f"{label:42} " + " ".join(cells) + f"   {target}")
+        print(f"{label:58} " + " ".join(cells) + f"   {target}")
 
 
 if __name__ == "__main__":
