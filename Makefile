@@ -34,8 +34,9 @@ fmt: setup ## Format the code
 run: setup ## Run one mesh process in the foreground (PORT=8080, MESH_STORAGE_URL=sqlite:///...)
 	$(MESHSRE) serve --port $(PORT)
 
-bench: setup ## Benchmark the runtime (wrk against a real server); writes reports/out/bench/
+bench: setup ## Benchmark the runtime (wrk) and the load generator (Locust vs wrk); writes reports/out/bench/
 	$(PY) -m mesh.bench
+	$(PY) -m loadtests.bench
 
 .PHONY: help setup test lint fmt run bench
 
@@ -101,6 +102,18 @@ deploy-manifests: setup ## Copy the generated PrometheusRule and dashboards into
 	$(PY) -m mesh.deploy
 
 .PHONY: validate validate-local deploy-manifests
+
+# The nightly job (reports/): up -> steady load -> AZ failure under load -> backup-restore and
+# revocation drills -> SLO report -> down. NIGHTLY_QUICK=1 runs it in about two minutes; every
+# NIGHTLY_* duration and rate can be overridden (see reports/settings.py).
+nightly: setup ## The nightly SLO job on a fresh local cluster; report in reports/out/<run-id>/slo-report.html (NIGHTLY_QUICK=1: ~2 min)
+	$(MESHSRE) nightly
+
+report: setup ## Rebuild the SLO report of a run: RUN=reports/out/<run-id> [PROMETHEUS=URL]
+	@test -n "$(RUN)" || { echo "usage: make report RUN=reports/out/<run-id> [PROMETHEUS=URL]" >&2; exit 2; }
+	$(MESHSRE) report '$(RUN)' $(if $(PROMETHEUS),--prometheus '$(PROMETHEUS)')
+
+.PHONY: nightly report
 
 # Chaos Toolkit experiments (chaos/): against the local cluster, or MESH_URL, PROMETHEUS_URL and
 # MESH_ADMIN_TOKEN when set. Results in reports/out/<run-id>/ (journal, load, chaos-NAME.json).

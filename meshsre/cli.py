@@ -51,4 +51,7 @@ main.add_command(loadtest)
 from chaos.cli import chaos  # noqa: E402
 
 main.add_command(chaos)
+from reports.cli import nightly, report  # noqa: E402
 
+main.add_command(report)
+main.add_command(nightly)

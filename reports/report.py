@@ -1,0 +1,59 @@
+"""Build, write and judge one report: what ``meshsre report`` and the nightly job call.
+
+>>> sorted(FAIL_ON)
+['chaos', 'disagreement', 'drill', 'load', 'slo']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reports import history
+from reports.build import build
+from reports.prom import Prom
+from reports.records import read_run
+from reports.render import write_all
+
+__all__ = ["DEFAULT_FAIL_ON", "EXIT_BREACHED", "EXIT_OK", "FAIL_ON", "Report", "exit_code",
+           "make_report"]
+
+EXIT_OK, EXIT_BREACHED = 0, 1
+# What can fail a run: a breached SLO, a failed drill objective, a failed chaos experiment
+# (hypothesis deviated), a load test whose thresholds failed or that was invalid, and a
+# client/server disagreement beyond one point.
+FAIL_ON = frozenset({"slo", "drill", "chaos", "load", "disagreement"})
+DEFAULT_FAIL_ON = frozenset({"slo", "drill"})
+
+
+@dataclass(frozen=True)
+class Report:
+    data: dict[str, Any]
+    files: dict[str, Path]
+
+    def failures(self, fail_on: Collection[str]) -> list[str]:
+        verdict = self.data["verdict"]
+        out = [f"{b['kind']} {b['id']}: {b['detail']}"
+               for b in verdict["breaches"] + verdict["load_findings"] if b["kind"] in fail_on]
+        if "disagreement" in fail_on:
+            out += [f"client and server disagree on {d['id']} by {d['delta_points']:+.3f} points"
+                    for d in self.data["disagreements"]]
+        return out
+
+
+def exit_code(report: Report, fail_on: Collection[str]) -> int:
+    return EXIT_BREACHED if report.failures(fail_on) else EXIT_OK
+
+
+def make_report(run_dir: Path, prometheus: str | None = None,
+                history_path: Path | None = None, out_dir: Path | None = None,
+                rate_window: float = 15.0) -> Report:
+    """Read RUN_DIR, query Prometheus, append to the history, write the three files."""
+    run = read_run(run_dir)
+    data = build(run, Prom(prometheus) if prometheus else None, rate_window)
+    path = history_path or run_dir.parent / "history.jsonl"
+    data["trend"] = history.record(path, history.summary(data))
+    data["history_file"] = str(path)
+    return Report(data, write_all(data, out_dir or run_dir))

@@ -1,0 +1,117 @@
+"""Settings of the nightly job, all from the environment, with two sets of defaults: the full
+night (under ten minutes on two cores) and ``NIGHTLY_QUICK=1`` (about two minutes, for CI).
+
+Every duration and rate can be overridden (``NIGHTLY_RATE=50``, ``NIGHTLY_STEADY_SECONDS=300``
+...), and ``NIGHTLY_VAR_<KEY>=VALUE`` passes any other setting of the chaos experiments
+through as ``--var key=value`` (``NIGHTLY_VAR_ZONE=b``).
+
+>>> s = Settings.from_env({"NIGHTLY_QUICK": "1", "NIGHTLY_RATE": "12"})
+>>> s.quick, s.rate, s.steady_seconds
+(True, 12.0, 20)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from reports.cli import parse_fail_on
+
+__all__ = ["FULL", "QUICK", "Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A setting the job cannot use: the message names the variable."""
+
+
+# name -> (full night, quick); every one is NIGHTLY_<NAME upper-cased>.
+FULL: dict[str, Any] = {
+    "replicas": 2, "rate": 30.0, "users": 20, "steady_seconds": 120, "warmup_seconds": 15,
+    "observe_seconds": 60, "detect_timeout": 150, "drill_load_rate": 20.0,
+    "stage_timeout": 600, "progress_seconds": 10.0,
+}
+QUICK: dict[str, Any] = {
+    "replicas": 1, "rate": 20.0, "users": 10, "steady_seconds": 20, "warmup_seconds": 8,
+    "observe_seconds": 15, "detect_timeout": 100, "drill_load_rate": 15.0,
+    "stage_timeout": 300, "progress_seconds": 5.0,
+}
+VAR_PREFIX = "NIGHTLY_VAR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    run_id: str
+    platform: str  # local: start and stop a local cluster; kubernetes: use MESH_URL as is
+    state_dir: str
+    zones: str
+    storage: str
+    fail_on: str
+    replicas: int
+    rate: float
+    users: int
+    steady_seconds: int
+    warmup_seconds: int
+    observe_seconds: int
+    detect_timeout: int
+    drill_load_rate: float
+    stage_timeout: int
+    progress_seconds: float
+    mesh_url: str = ""
+    prometheus_url: str = ""
+    alertmanager_url: str = ""
+    admin_token: str = field(default="", repr=False)
+    variables: dict[str, str] = field(default_factory=dict)  # passed to every experiment
+
+    @property
+    def local(self) -> bool:
+        return self.platform == "local"
+
+    def public(self) -> dict[str, Any]:
+        """For run.json: everything but the token."""
+        return {k: v for k, v in asdict(self).items() if k != "admin_token"}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        quick = env.get("NIGHTLY_QUICK", "") not in ("", "0", "false", "no")
+        numbers: dict[str, Any] = {}
+        for name, default in (QUICK if quick else FULL).items():
+            key = f"NIGHTLY_{name.upper()}"
+            raw = env.get(key, "")
+            try:
+                value = type(default)(raw) if raw else default
+            except ValueError:
+                raise SettingsError(f"{key}={raw!r}: not a number") from None
+            if value <= 0:
+                raise SettingsError(f"{key}={raw!r}: must be positive")
+            numbers[name] = value
+        platform = env.get("MESH_PLATFORM", "") or "local"
+        if platform not in ("local", "kubernetes"):
+            raise SettingsError(f"MESH_PLATFORM={platform!r}: use local or kubernetes")
+        if platform != "local":
+            missing = [k for k in ("MESH_URL", "PROMETHEUS_URL") if not env.get(k)]
+            if missing:
+                raise SettingsError(f"MESH_PLATFORM={platform} needs {' and '.join(missing)}"
+                                    " (the job does not start or stop a remote mesh)")
+        fail_on = env.get("NIGHTLY_FAIL_ON") or "slo,drill"
+        try:
+            parse_fail_on(fail_on)
+        except ValueError as exc:
+            raise SettingsError(f"NIGHTLY_FAIL_ON={fail_on!r}: {exc}") from None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        return cls(
+            quick=quick, run_id=env.get("NIGHTLY_RUN_ID") or f"{stamp}-nightly",
+            platform=platform, state_dir=env.get("NIGHTLY_STATE_DIR") or ".meshsre/nightly",
+            zones=env.get("NIGHTLY_ZONES") or "a,b,c",
+            storage=env.get("NIGHTLY_STORAGE") or "sqlite",
+            fail_on=fail_on,
+            mesh_url=env.get("MESH_URL", "") if platform != "local" else "",
+            prometheus_url=env.get("PROMETHEUS_URL", "") if platform != "local" else "",
+            alertmanager_url=env.get("ALERTMANAGER_URL", "") if platform != "local" else "",
+            admin_token=env.get("MESH_ADMIN_TOKEN", "") if platform != "local" else "",
+            variables={k.removeprefix(VAR_PREFIX).lower(): v for k, v in sorted(env.items())
+                       if k.startswith(VAR_PREFIX)},
+            **numbers,
+        )

@@ -1,0 +1,189 @@
+"""The stages of the nightly job, in order, each one command (see ``reports.nightly``).
+
+The chaos stages pass the job's durations and rates to an experiment as ``--var`` settings,
+only those the experiment declares in its configuration, so one experiment's knob never
+reaches another.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reports.nightly import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
+from reports.prom import Prom
+
+__all__ = ["CHAOS_STAGES", "run_all"]
+
+CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
+
+
+def _up(job: Nightly, stage: Stage) -> str:
+    s = job.settings
+    state = ["--state-dir", s.state_dir]
+    job.command(stage, [MESHSRE, "down", "--purge", *state], 60)  # a clean slate every night
+    code = job.command(stage, [MESHSRE, "up", *state, "--zones", s.zones, "--replicas-per-zone",
+                               str(s.replicas), "--storage", s.storage, "--base-port", "0"], 180)
+    if code != 0:
+        raise StageError(f"meshsre up exited {code}")
+    done = subprocess.run([MESHSRE, "status", "--json", *state], capture_output=True,
+                          text=True, timeout=30, check=False)
+    (job.run_dir / "logs" / "status.json").write_text(done.stdout)
+    try:
+        job.cluster = json.loads(done.stdout)
+    except ValueError as exc:
+        raise StageError(f"meshsre status --json: {done.stderr.strip()}") from exc
+    if not job.cluster.get("ready"):
+        raise StageError("the cluster is up but not ready: see logs/status.json")
+    job.progress.prom = Prom(job.cluster["prometheus"])
+    mesh = [c for c in job.cluster["components"] if c["kind"] == "mesh"]
+    return (f"{len(mesh)} replicas in zones {', '.join(job.cluster['zones'])},"
+            f" front door {job.cluster['front_door']}")
+
+
+def _steady(job: Nightly, stage: Stage) -> str:
+    s = job.settings
+    # Every replica by its own URL: the load test reads their /metrics for the server-side
+    # SLIs and runs its revocation probe across them. A remote mesh is reached by its URL only.
+    replicas = [c["url"] for c in job.cluster.get("components", []) if c["kind"] == "mesh"]
+    where = ["--host", job.env()["MESH_URL"]] + (["--replicas", ",".join(replicas)]
+                                                 if replicas else [])
+    argv = [MESHSRE, "loadtest", *where, "--users", str(s.users), "--rate", f"{s.rate:g}",
+            "--duration", f"{s.steady_seconds}s", "--shape", "steady", "--run-id", "steady",
+            "--out", str(job.run_dir), "--quiet"]
+    stage.exit_code = job.command(stage, argv, s.steady_seconds + s.stage_timeout)
+    path = job.run_dir / "steady" / "load.json"
+    if not path.exists():
+        raise StageError(f"meshsre loadtest exited {stage.exit_code} without {path}")
+    rec = json.loads(path.read_text())
+    totals, verdict = rec["totals"], rec["verdict"]
+    word = "passed" if verdict["passed"] else "breached " + ", ".join(verdict["breached"]) \
+        if verdict["valid"] else "INVALID: " + "; ".join(verdict["invalid_reasons"])
+    return (f"{word}: {totals['requests']} requests at {totals['rps']:.1f}/s,"
+            f" 5xx {totals['error_ratio']:.2%}, p99 {totals['service_ms']['p99']:.1f} ms"
+            f" ({totals['corrected_ms']['p99']:.1f} ms from the intended send time)")
+
+
+def _variables(job: Nightly, name: str) -> list[str]:
+    path = EXPERIMENTS_DIR / f"{name}.json"
+    if not path.exists():
+        raise StageError(f"no experiment {path}")
+    known = set(json.loads(path.read_text()).get("configuration", {}))
+    s = job.settings
+    wanted: dict[str, Any] = {
+        "load_rate": s.rate if name == "az-failure" else s.drill_load_rate,
+        "load_users": s.users, "load_warmup": s.warmup_seconds,
+        "observe_seconds": s.observe_seconds, "detect_timeout": s.detect_timeout,
+        **s.variables}
+    return [f"--var={k}={v}" for k, v in sorted(wanted.items()) if k in known]
+
+
+def _figures(name: str, rec: dict[str, Any]) -> str:
+    m = rec.get("measurements") or {}
+    if name == "az-failure":
+        return (f"TTD {m.get('ttd_seconds')} s ({m.get('ttd_alert')}), TTR {m.get('ttr_seconds')}"
+                f" s, {m.get('errors_during_failure')} errors of"
+                f" {m.get('requests_during_failure')}, {m.get('writes_lost')} acknowledged"
+                " writes lost")
+    if name == "backup-restore":
+        return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
+                f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
+                f" {'valid' if m.get('chain_ok') else 'NOT valid'}")
+    return (f"p50 {m.get('p50_seconds')} s, p99 {m.get('p99_seconds')} s,"
+            f" {m.get('unpropagated')} never enforced")
+
+
+def _chaos(job: Nightly, stage: Stage, name: str) -> str:
+    s = job.settings
+    argv = [MESHSRE, "chaos", name, "--run-id", s.run_id, "--out", str(job.out_dir),
+            "--state-dir", s.state_dir, "--timeout", str(s.stage_timeout),
+            *_variables(job, name)]
+    stage.exit_code = job.command(stage, argv, s.stage_timeout + 240)  # rollbacks get time too
+    path = job.run_dir / f"chaos-{name}.json"
+    if not path.exists():
+        raise StageError(f"meshsre chaos exited {stage.exit_code} without {path.name}")
+    rec = json.loads(path.read_text())
+    failures = rec.get("failures") or []
+    word = "passed" if rec.get("passed") else f"FAILED ({'; '.join(failures)})"
+    return f"{word}: {_figures(name, rec)}"
+
+
+def _chaos_body(job: Nightly, name: str) -> Callable[[Stage], str]:
+    return lambda stage: _chaos(job, stage, name)
+
+
+def _report(job: Nightly) -> int:
+    from reports.cli import parse_fail_on
+    from reports.records import RecordError
+    from reports.report import exit_code, make_report
+
+    stage = Stage("report", started_at=time.time())
+    job.stages.append(stage)
+    job.progress.prom = None  # nothing runs any more: no live figures
+    job.progress.begin("report", f"from {job.run_dir}")
+    alerts = job.copy_alerts()
+    try:
+        built = make_report(job.run_dir, job.env().get("PROMETHEUS_URL"),
+                            job.out_dir / "history.jsonl")
+    except RecordError as exc:
+        stage.status, stage.detail = "error", str(exc)
+        stage.ended_at = time.time()
+        job.progress.end(f"ERROR: {exc}")
+        job.write_manifest()
+        return EXIT_ERROR
+    fail_on = parse_fail_on(job.settings.fail_on)
+    code = exit_code(built, fail_on)
+    data = built.data
+    stage.exit_code = code
+    stage.status = "ok"
+    stage.detail = (f"{'passed' if data['verdict']['passed'] else 'FAILED'}"
+                    f" ({alerts} alert notifications); {built.files['html']}")
+    for line in built.failures(fail_on):
+        job.progress.say(f"  breached: {line}")
+    for d in data["disagreements"]:
+        job.progress.say(f"  CLIENT AND SERVER DISAGREE on {d['id']}: {d['delta_points']:+.3f}"
+                         " points")
+    stage.ended_at = time.time()
+    job.progress.end(stage.detail)
+    job.write_manifest()
+    return code
+
+
+def _down(job: Nightly, stage: Stage) -> str:
+    code = job.command(stage, [MESHSRE, "down", "--state-dir", job.settings.state_dir], 120)
+    if code != 0:
+        raise StageError(f"meshsre down exited {code}")
+    return f"stopped (state, logs and data kept in {job.settings.state_dir})"
+
+
+def run_all(job: Nightly) -> int:
+    s = job.settings
+    code = EXIT_ERROR
+    try:
+        if s.local:
+            up = job.run_stage("up", f"zones {s.zones}, {s.replicas} replica(s) per zone,"
+                               f" {s.storage}", lambda st: _up(job, st))
+            if up.status != "ok":
+                return EXIT_ERROR
+        job.run_stage("steady-load", f"{s.steady_seconds} s at {s.rate:g} req/s,"
+                      f" {s.users} users", lambda st: _steady(job, st))
+        for name in CHAOS_STAGES:
+            job.run_stage(name, f"meshsre chaos {name}", _chaos_body(job, name))
+    finally:
+        try:
+            if any(st.name in ("steady-load", *CHAOS_STAGES) for st in job.stages):
+                code = _report(job)
+        finally:
+            if s.local and job.stages:
+                job.run_stage("down", "stopping the local cluster", lambda st: _down(job, st))
+    errors = [st.name for st in job.stages if st.status == "error"]
+    if errors:
+        job.progress.say(f"stages that could not run: {', '.join(errors)}")
+        return EXIT_ERROR
+    job.progress.say(f"exit {code}: {'passed' if code == 0 else 'breached'}")
+    return code

@@ -1,0 +1,37 @@
+"""The benchmark's parsers, on output captured from real wrk and mesh runs."""
+
+from mesh.bench.__main__ import _server_quantiles
+from mesh.bench.wrk import parse
+
+WRK = """Running 3s test @ http://127.0.0.1:18181
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.91ms    1.21ms  21.43ms   88.40%
+    Req/Sec     5.41k     0.98k    6.44k    76.67%
+  Latency Distribution
+     50%    5.63ms
+     75%    6.10ms
+     90%    7.02ms
+     99%   10.50ms
+  16184 requests in 3.00s, 2.58MB read
+  Non-2xx or 3xx responses: 12
+Requests/sec:   5389.51
+Transfer/sec:    880.37KB
+"""
+
+
+def test_wrk_output_gives_rate_errors_and_percentiles() -> None:
+    r = parse(WRK)
+    assert (r["requests_per_s"], r["requests"], r["errors"]) == (5389.51, 16184, 12)
+    assert (r["p50_ms"], r["p90_ms"], r["p99_ms"]) == (5.63, 7.02, 10.5)
+
+
+def test_server_quantiles_interpolate_within_buckets_as_prometheus_does() -> None:
+    name = "agentmesh_policy_decision_duration_seconds"
+    metrics = "\n".join([
+        f'{name}_bucket{{le="0.0005",policy="standard"}} 50.0',
+        f'{name}_bucket{{le="0.001",policy="standard"}} 100.0',
+        f'{name}_bucket{{le="+Inf",policy="standard"}} 100.0',
+    ])
+    q = _server_quantiles(metrics, name)
+    assert q == {"p50_ms": 0.5, "p99_ms": 0.99}

@@ -1,0 +1,91 @@
+"""`meshsre nightly` end to end with NIGHTLY_QUICK=1 on a fresh local cluster (about two and a
+half minutes on two cores): every stage runs, the report exists, no chart is empty, its
+verdicts are the records', and nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mesh.local import procs
+from tests.clusterkit import MESHSRE
+
+STAGES = ["up", "steady-load", "az-failure", "backup-restore", "revocation", "report", "down"]
+
+
+def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MESH", "NIGHTLY_"))}
+    return subprocess.run([MESHSRE, "nightly", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**clean, "NIGHTLY_STATE_DIR": str(tmp_path / "state"), **env})
+
+
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@pytest.mark.slow
+def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
+        tmp_path: Path) -> None:
+    done = _nightly(tmp_path, NIGHTLY_QUICK="1", NIGHTLY_RUN_ID="ci-nightly")
+    print(done.stdout[-6000:])
+    run = tmp_path / "out" / "ci-nightly"
+    manifest = _json(run / "run.json")
+    assert [s["name"] for s in manifest["stages"]] == STAGES, done.stdout + done.stderr
+    assert all(s["status"] in ("ok", "failed") for s in manifest["stages"]), manifest["stages"]
+    assert procs.find_tagged(str((tmp_path / "state").resolve())) == []  # down ran
+    # Progress: each stage, the clock, and live figures while it ran.
+    for stage in STAGES:
+        assert re.search(rf"^\[nightly \d+:\d\d {stage}\] start: ", done.stdout, re.M), stage
+    assert re.search(r"^\[nightly \d+:\d\d az-failure\] [\d.]+ req/s, 5xx ", done.stdout, re.M)
+    # The report exists, with every chart drawn.
+    report = _json(run / "slo-report.json")
+    html = (run / "slo-report.html").read_text()
+    assert html.count("<svg") == 6 and 'data-empty="true"' not in html
+    assert (run / "slo-report.md").read_text().startswith("<!-- Generated")
+    assert [e["run_id"] for e in report["trend"]] == ["ci-nightly"]
+    assert (tmp_path / "out" / "history.jsonl").read_text().count("\n") == 1
+    # Its verdicts are the records' verdicts.
+    chaos = {p.stem.removeprefix("chaos-"): _json(p) for p in run.glob("chaos-*.json")}
+    assert set(chaos) == {"az-failure", "backup-restore", "revocation"}
+    judged = {e["name"]: e["passed"] for e in report["chaos"] + report["drills"]}
+    assert judged == {name: rec["passed"] for name, rec in chaos.items()}
+    for row in report["slos"]:
+        views = [v["good_ratio"] >= row["objective"] / 100
+                 for v in (row["client"], row["server"]) if v is not None]
+        assert row["verdict"] == ("met" if all(views) else "breached"), row
+    assert report["prometheus"]["available"]
+    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill).
+    failed = any(b["kind"] in ("slo", "drill") for b in report["verdict"]["breaches"])
+    assert done.returncode == (1 if failed else 0), done.stdout[-3000:] + done.stderr
+    az = chaos["az-failure"]["measurements"]
+    print(f"\nMEASURED nightly: TTD {az['ttd_seconds']} s, TTR {az['ttr_seconds']} s,"
+          f" RTO {chaos['backup-restore']['measurements']['rto_seconds']} s,"
+          f" revocation p99 {chaos['revocation']['measurements']['p99_seconds']} s,"
+          f" wall {manifest['ended_at'] - manifest['started_at']:.0f} s")
+
+
+def test_against_kubernetes_it_needs_the_mesh_and_prometheus_urls(tmp_path: Path) -> None:
+    done = _nightly(tmp_path, MESH_PLATFORM="kubernetes", MESH_URL="http://127.0.0.1:1")
+    assert done.returncode == 2
+    assert done.stdout.strip() == ("nightly: MESH_PLATFORM=kubernetes needs PROMETHEUS_URL"
+                                   " (the job does not start or stop a remote mesh)")
+    assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_a_cluster_that_cannot_start_ends_the_job_with_status_2_and_nothing_running(
+        tmp_path: Path) -> None:
+    done = _nightly(tmp_path, NIGHTLY_QUICK="1", NIGHTLY_RUN_ID="broken",
+                    NIGHTLY_ZONES="a,a")
+    assert done.returncode == 2, done.stdout
+    stages = _json(tmp_path / "out" / "broken" / "run.json")["stages"]
+    assert [(s["name"], s["status"]) for s in stages] == [("up", "error"), ("down", "ok")]
+    assert "meshsre up exited 1" in done.stdout
+    assert procs.find_tagged(str((tmp_path / "state").resolve())) == []
