@@ -1,4 +1,4 @@
-"""`meshsre report` on the records of a real quick nightly run (tests/data/nightly-quick) and a
+"""`meshsre report` on the records of a real quick nightly run (tests/testdata/nightly-quick) and a
 real Prometheus started on that run's own write-ahead log: every section present, every
 figure equal to what the records say, verdicts, exit status, loud disagreements."""
 
@@ -21,7 +21,7 @@ import pytest
 from reports.report import make_report
 from tests.clusterkit import MESHSRE
 
-DATA = Path(__file__).parent / "data" / "nightly-quick"
+DATA = Path(__file__).parent / "testdata" / "nightly-quick"
 EXCLUDED = {"backup-restore"}  # a disaster drill: its outage is not charged to the SLOs
 
 
