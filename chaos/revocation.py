@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import RequestException
 
 from chaos import runstate

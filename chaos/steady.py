@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 from chaoslib.exceptions import ActivityFailed
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import RequestException
 
 from alerts.catalog import CATALOG, SLO, burn_rate_windows

@@ -243,14 +243,15 @@ def recovery_point(rpo_objective: float | str = "",
         newest = _entry(client, int(backup["audit_last_seq"]))
     rpo = round(disaster_at - newest["ts"], 3) if newest and disaster_at else None
     objective = float(rpo_objective or BACKUP_FRESHNESS.max_age_seconds)
+    acknowledged = None if acks is None else len(acks)
     checked = acks is not None
-    _measure(configuration, rpo_seconds=rpo, writes_acknowledged=len(acks) if checked else None,
+    _measure(configuration, rpo_seconds=rpo, writes_acknowledged=acknowledged,
              writes_lost=len(lost) if checked else None,
              writes_lost_before_backup=len(before) if checked else None)
     _objective(configuration, "rpo", f"<= {objective:g} s", rpo,
                rpo is not None and rpo <= objective)
     _objective(configuration, "writes-lost-before-backup", "== 0", len(before), not before)
-    result = {"rpo_seconds": rpo, "acknowledged": len(acks) if checked else None,
+    result = {"rpo_seconds": rpo, "acknowledged": acknowledged,
               "lost": len(lost) if checked else None,
               "lost_before_backup": before[:20]}
     if before:

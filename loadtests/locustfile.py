@@ -103,7 +103,7 @@ class MeshAgent(FastHttpUser):
         return random.choice(self.agents) if self.agents else None
 
     # -- tasks -------------------------------------------------------------------------------
-    @task(1)
+    @task(1)  # type: ignore[type-var]  # `setup` is ours; Locust calls it without arguments
     def register(self, setup: bool = False) -> bool:
         key = self.fresh.popleft() if self.fresh else AgentKey.generate()
         if len(self.fresh) < FRESH_KEYS // 2:

@@ -24,6 +24,7 @@ class PacedShape(LoadTestShape):
     def params(self) -> LoadParams:
         assert self.runner is not None
         opts = self.runner.environment.parsed_options
+        assert opts is not None
         return LoadParams(users=max(1, int(opts.num_users or 1)), rate=float(opts.rate),
                           duration=float(opts.run_time) if opts.run_time else None)
 
