@@ -1,5 +1,5 @@
-"""Shared fixtures: real mesh processes on free loopback ports, and throwaway databases on the
-machine's PostgreSQL and Redis (URLs from the environment, local defaults otherwise)."""
+"""Shared fixtures: real mesh processes on free loopback ports, and throwaway databases on
+PostgreSQL and Redis (found as tests/services.py says)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import psycopg
 import pytest
 
 from mesh.process import ADMIN_TOKEN, MeshProcess
+from tests.services import pg_admin_url, redis_url
 
-PG_ADMIN_URL = os.environ.get("MESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("MESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_ADMIN_URL = pg_admin_url()
+REDIS_URL = redis_url()
 
 
 @pytest.fixture(autouse=True)

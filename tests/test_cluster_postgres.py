@@ -7,7 +7,6 @@ HAProxy, no Prometheus or Alertmanager (not under test here).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +23,11 @@ from mesh.local.platform import LocalPlatform
 from mesh.local.spec import ClusterSpec
 from mesh.local.state import StateDir
 from tests.clusterkit import percentile, register, revocation_delays
+from tests.services import pg_admin_url
 
 pytestmark = pytest.mark.postgres
 
-PG_ADMIN_URL = os.environ.get("MESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = pg_admin_url()
 
 
 @pytest.fixture(scope="module")
