@@ -40,12 +40,14 @@ Top-level fields (all always present):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from meshsre import runrecord
+from meshsre.runrecord import RecordError
 
 __all__ = ["FIELDS", "SCHEMA", "SCHEMA_VERSION", "RecordError", "build", "failures", "read",
            "record_path", "write"]
@@ -57,10 +59,6 @@ FIELDS = (
     "ended_at", "duration_s", "status", "deviated", "passed", "failures", "hypothesis", "method",
     "rollbacks", "fault", "measurements", "objectives", "timeline", "files", "runner",
 )
-
-
-class RecordError(ValueError):
-    """A run record that is missing, unreadable or of another schema version."""
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -181,24 +179,8 @@ def record_path(run_dir: Path, drill: str) -> Path:
 
 
 def write(run_dir: Path, rec: Mapping[str, Any]) -> Path:
-    """Write atomically: a reader never sees half a record."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = record_path(run_dir, str(rec["drill"]))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return runrecord.write(record_path(run_dir, str(rec["drill"])), rec)
 
 
 def read(path: Path) -> dict[str, Any]:
-    try:
-        rec: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"cannot read run record {path}: {exc}") from exc
-    if rec.get("schema") != SCHEMA or rec.get("schema_version") != SCHEMA_VERSION:
-        raise RecordError(f"{path}: schema {rec.get('schema')!r} version"
-                          f" {rec.get('schema_version')!r}, expected {SCHEMA} v{SCHEMA_VERSION}")
-    absent = [f for f in FIELDS if f not in rec]
-    if absent:
-        raise RecordError(f"{path}: missing fields {', '.join(absent)}")
-    return rec
+    return runrecord.read(path, SCHEMA, SCHEMA_VERSION, FIELDS)

@@ -18,8 +18,6 @@ Top-level fields (all always present):
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +25,8 @@ from typing import Any
 
 from loadtests.histogram import Histogram
 from loadtests.recorder import Recorder
+from meshsre import runrecord
+from meshsre.runrecord import RecordError
 
 __all__ = [
     "FIELDS", "SCHEMA", "SCHEMA_VERSION", "RecordError", "build", "cpu_saturated",
@@ -44,10 +44,6 @@ RECORD_NAME = "load.json"
 OUT_DIR = Path("reports/out")
 SATURATED_PERCENT = 90.0  # Locust's own CPU warning threshold...
 SATURATED_SECONDS = 3  # ...held for this many consecutive one-second samples
-
-
-class RecordError(ValueError):
-    """A run record that is missing, unreadable or of another schema version."""
 
 
 def cpu_saturated(samples: Sequence[float]) -> bool:
@@ -128,24 +124,8 @@ def build(*, run_id: str, parameters: Mapping[str, Any], started: float, ended: 
 
 
 def write(run_dir: Path, record: Mapping[str, Any]) -> Path:
-    """Write atomically: a reader never sees half a record."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / RECORD_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return runrecord.write(run_dir / RECORD_NAME, record)
 
 
 def read(path: Path) -> dict[str, Any]:
-    try:
-        record: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"cannot read run record {path}: {exc}") from exc
-    if record.get("schema_version") != SCHEMA_VERSION or record.get("schema") != SCHEMA:
-        raise RecordError(f"{path}: schema {record.get('schema')!r} version"
-                          f" {record.get('schema_version')!r}, expected {SCHEMA} v{SCHEMA_VERSION}")
-    absent = [f for f in FIELDS if f not in record]
-    if absent:
-        raise RecordError(f"{path}: missing fields {', '.join(absent)}")
-    return record
+    return runrecord.read(path, SCHEMA, SCHEMA_VERSION, FIELDS)

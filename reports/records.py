@@ -18,16 +18,13 @@ from typing import Any
 
 from chaos import record as chaos_record
 from loadtests import record as load_record
+from meshsre.runrecord import RecordError
 
 __all__ = ["MANIFEST_SCHEMA", "LoadRecord", "RecordError", "RunRecords", "read_run"]
 
 MANIFEST_SCHEMA = "meshsre.nightly/v1"
 ALERTS_FILE = "alerts.jsonl"
 MANIFEST_FILE = "run.json"
-
-
-class RecordError(ValueError):
-    """A run directory without records, or a record the report cannot read."""
 
 
 @dataclass(frozen=True)
