@@ -16,7 +16,7 @@ import pytest
 from loadtests import record
 from loadtests.ledger import missing
 from loadtests.thresholds import derive
-from tests.meshproc import ADMIN_TOKEN, MeshProcess, free_port
+from mesh.process import ADMIN_TOKEN, MeshProcess, free_port
 from tests.tcpproxy import TcpProxy
 
 REPO = Path(__file__).resolve().parents[1]
