@@ -34,8 +34,10 @@ def read(path: Path, schema: str, version: int, fields: Iterable[str] = ()) -> d
     if not isinstance(record, dict):
         raise RecordError(f"{path}: not a JSON object")
     if record.get("schema") != schema or record.get("schema_version") != version:
-        raise RecordError(f"{path}: schema {record.get('schema')!r} version"
-                          f" {record.get('schema_version')!r}, expected {schema} v{version}")
+        raise RecordError(
+            f"{path}: schema {record.get('schema')!r} version"
+            f" {record.get('schema_version')!r}, expected {schema} v{version}"
+        )
     absent = [f for f in fields if f not in record]
     if absent:
         raise RecordError(f"{path}: missing fields {', '.join(absent)}")
