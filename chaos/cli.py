@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import click
 
 from chaos.runner import EXPERIMENTS, ChaosRun, RunError, run
+from meshsre import status
 
 __all__ = ["chaos"]
 
@@ -34,13 +34,10 @@ _HEADLINE = {
 def _cluster_env(state_dir: str) -> dict[str, str]:
     """MESH_URL and friends from `meshsre status --json` (the launcher's contract, not its
     internals), for what the caller did not set."""
-    meshsre = Path(sys.executable).with_name("meshsre")
     try:
-        done = subprocess.run([str(meshsre), "status", "--json", "--state-dir", state_dir],
-                              capture_output=True, text=True, timeout=30)
-        info: dict[str, Any] = json.loads(done.stdout or "{}")
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise click.UsageError(f"MESH_URL is not set and `meshsre status` failed: {exc}") from exc
+        info = status.local_cluster(state_dir)
+    except status.StatusUnavailable as exc:
+        raise click.UsageError(f"MESH_URL is not set and {exc}") from exc
     if not info.get("front_door"):
         raise click.UsageError(f"MESH_URL is not set and no local cluster is up in {state_dir}:"
                                " start one with `meshsre up`, or export MESH_URL, PROMETHEUS_URL"

@@ -6,9 +6,7 @@ unreachable host; 3 the run is invalid (a worker was lost, nothing was sent).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import click
 
 from loadtests.profiles import PROFILES
 from loadtests.run import WORKLOADS, LoadRun, RunError, parse_duration, run
+from meshsre import status
 
 __all__ = ["loadtest", "local_cluster"]
 
@@ -25,13 +24,10 @@ EXIT_USAGE = 2
 def local_cluster(state_dir: str) -> dict[str, object]:
     """The local cluster as `meshsre status --json` describes it (a subprocess: the suite
     reads the launcher's contract, not its internals)."""
-    meshsre = Path(sys.executable).with_name("meshsre")
     try:
-        out = subprocess.run([str(meshsre), "status", "--json", "--state-dir", state_dir],
-                             capture_output=True, text=True, timeout=15)
-        info: dict[str, object] = json.loads(out.stdout or "{}")
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise click.UsageError(f"no --host given and `meshsre status` failed: {exc}") from exc
+        info: dict[str, object] = status.local_cluster(state_dir, timeout=15)
+    except status.StatusUnavailable as exc:
+        raise click.UsageError(f"no --host given and {exc}") from exc
     if not info.get("ready") or not info.get("front_door"):
         raise click.UsageError("no HOST given and no local cluster is up: pass HOST=URL"
                                " (--host URL), or start one with `meshsre up`")

@@ -8,12 +8,12 @@ reaches another.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from meshsre import status
 from reports.nightly import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
@@ -31,13 +31,11 @@ def _up(job: Nightly, stage: Stage) -> str:
                                str(s.replicas), "--storage", s.storage, "--base-port", "0"], 180)
     if code != 0:
         raise StageError(f"meshsre up exited {code}")
-    done = subprocess.run([MESHSRE, "status", "--json", *state], capture_output=True,
-                          text=True, timeout=30, check=False)
-    (job.run_dir / "logs" / "status.json").write_text(done.stdout)
     try:
-        job.cluster = json.loads(done.stdout)
-    except ValueError as exc:
-        raise StageError(f"meshsre status --json: {done.stderr.strip()}") from exc
+        job.cluster = status.local_cluster(s.state_dir)
+    except status.StatusUnavailable as exc:
+        raise StageError(str(exc)) from exc
+    (job.run_dir / "logs" / "status.json").write_text(json.dumps(job.cluster, indent=2))
     if not job.cluster.get("ready"):
         raise StageError("the cluster is up but not ready: see logs/status.json")
     job.progress.prom = Prom(job.cluster["prometheus"])
