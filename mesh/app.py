@@ -27,27 +27,9 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _malformed(message: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=400,
-        content={
-            "error": "malformed_json",
-            "field": "body",
-            "message": message,
-        },
-    )
-
-
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return _malformed("request body is not valid JSON")
-    if any(
-        tuple(e["loc"]) == ("body",) and e.get("type") == "model_attributes_type" for e in errors
-    ):
-        return _malformed("request body must be a JSON object (Content-Type: application/json)")
-    details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
+    details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
     first = details[0]
     return JSONResponse(
         status_code=422,
@@ -62,8 +44,6 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
-        return _malformed("request body is not valid UTF-8 JSON")
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         status_code=exc.status_code,
@@ -92,7 +72,13 @@ def create_app(
         finally:
             await mesh.stop()
 
-    app = FastAPI(title="agentmesh reference runtime", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="agentmesh reference runtime",
+        version=__version__,
+        lifespan=lifespan,
+        # The edge middleware owns request telemetry; FastAPI's own would only add cost.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     app.state.mesh = mesh
     for module in (health, agents, handshakes, decisions, credentials, audit):
         # Flat routes: FastAPI matches included routers through wrappers that cost about

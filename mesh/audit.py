@@ -16,6 +16,8 @@ from typing import Any
 __all__ = ["GENESIS_HASH", "ChainCheck", "Entry", "canonical", "entry_hash", "walk"]
 
 GENESIS_HASH = "0" * 64
+_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what ensure_ascii=False uses
+_number = json.encoder.JSONEncoder().encode
 
 
 def canonical(value: Any) -> str:
@@ -49,16 +51,18 @@ class Entry:
 def entry_hash(
     seq: int, ts: float, actor: str, action: str, subject: str, data: str, prev_hash: str
 ) -> str:
-    envelope = {
-        "seq": seq,
-        "ts": ts,
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "data": json.loads(data),
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(canonical(envelope).encode()).hexdigest()
+    """sha256 of ``canonical({seq, ts, actor, action, subject, data, prev_hash})``.
+
+    Spliced, not re-encoded: ``data`` is canonical text already and canonical JSON nests (sorted
+    keys, no spaces), so this is byte for byte the canonical envelope, at a third of the cost
+    of parsing ``data`` back. Any other spelling of ``data`` fails verification.
+    """
+    text = (
+        f'{{"action":{_string(action)},"actor":{_string(actor)},"data":{data},'
+        f'"prev_hash":{_string(prev_hash)},"seq":{int(seq)},"subject":{_string(subject)},'
+        f'"ts":{_number(float(ts))}}}'
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass

@@ -11,9 +11,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from meshsre import identity
 
 __all__ = ["Issuer", "Verdict"]
 
@@ -39,8 +40,8 @@ class Issuer:
 
     def __init__(self, seed: bytes) -> None:
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
-        self._public = self._key.public_key()
-        raw = self._public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public = raw
         self.kid = hashlib.sha256(raw).hexdigest()[:16]
         self.did = "did:mesh:" + hashlib.sha256(raw).hexdigest()[:32]
         self._header = _b64url(
@@ -79,9 +80,7 @@ class Issuer:
             return Verdict(False, "malformed", {})
         if header.get("alg") != "EdDSA" or header.get("kid") != self.kid:
             return Verdict(False, "bad_signature", {})
-        try:
-            self._public.verify(signature, f"{parts[0]}.{parts[1]}".encode())
-        except InvalidSignature:
+        if not identity.verify(self._public, signature, f"{parts[0]}.{parts[1]}".encode()):
             return Verdict(False, "bad_signature", {})
         if not isinstance(claims.get("exp"), int) or not isinstance(claims.get("jti"), str):
             return Verdict(False, "malformed", {})

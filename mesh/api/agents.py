@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from mesh.api.common import decode_b64, mesh_of
+from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import Registration, TrustUpdate
 from mesh.auth import authenticate
 from mesh.errors import NotFound, Unauthorized
@@ -20,8 +20,9 @@ NEW_AGENT_TRUST = 500
 DidPath = Annotated[str, Path(max_length=100, pattern=r"^[^\x00]*$")]
 
 
-@router.post("/v1/agents", status_code=201)
-async def register(body: Registration, request: Request) -> dict[str, Any]:
+@router.post("/v1/agents", status_code=201, openapi_extra=body_schema(Registration))
+async def register(request: Request) -> dict[str, Any]:
+    body = await read_body(request, Registration)
     mesh = mesh_of(request)
     public_key = decode_b64(body.public_key, "body.public_key", 32)
     proof = decode_b64(body.proof, "body.proof", 64)
@@ -83,8 +84,9 @@ async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     return {"did": did, "deleted": True}
 
 
-@router.put("/v1/agents/{did}/trust")
-async def set_trust(did: DidPath, body: TrustUpdate, request: Request) -> dict[str, Any]:
+@router.put("/v1/agents/{did}/trust", openapi_extra=body_schema(TrustUpdate))
+async def set_trust(did: DidPath, request: Request) -> dict[str, Any]:
+    body = await read_body(request, TrustUpdate)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, admin_only=True)
     score = await mesh.store.call(

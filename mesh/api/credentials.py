@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from mesh.api.common import mesh_of
+from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
 from mesh.auth import authenticate
 from mesh.errors import NotFound, StoreUnavailable
@@ -24,8 +24,9 @@ def _issuer(mesh: Mesh) -> Any:
     return mesh.issuer
 
 
-@router.post("/v1/credentials", status_code=201)
-async def issue(body: CredentialRequest, request: Request) -> dict[str, Any]:
+@router.post("/v1/credentials", status_code=201, openapi_extra=body_schema(CredentialRequest))
+async def issue(request: Request) -> dict[str, Any]:
+    body = await read_body(request, CredentialRequest)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=body.did)
     if (
@@ -52,20 +53,21 @@ async def issue(body: CredentialRequest, request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/credentials/verify")
-async def verify(body: VerifyCredential, request: Request) -> dict[str, Any]:
+@router.post("/v1/credentials/verify", openapi_extra=body_schema(VerifyCredential))
+async def verify(request: Request) -> dict[str, Any]:
+    body = await read_body(request, VerifyCredential)
     mesh = mesh_of(request)
     verdict = _issuer(mesh).verify(body.token, mesh.revocations.revoked)
     mesh.metrics.verifications.labels(verdict.reason).inc()
     return {"valid": verdict.valid, "reason": verdict.reason, "claims": verdict.claims}
 
 
-@router.post("/v1/credentials/{jti}/revoke")
+@router.post("/v1/credentials/{jti}/revoke", openapi_extra=body_schema(RevocationRequest))
 async def revoke(
     jti: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
-    body: RevocationRequest,
     request: Request,
 ) -> dict[str, Any]:
+    body = await read_body(request, RevocationRequest)
     mesh = mesh_of(request)
     row = await mesh.store.call("get_credential", records.get_credential(jti))
     if row is None:

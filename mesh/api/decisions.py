@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from mesh.api.common import mesh_of
+from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import DecisionRequest
 from mesh.auth import authenticate
 from mesh.errors import NotFound
@@ -20,8 +20,9 @@ router = APIRouter(tags=["policy"])
 log = logging.getLogger("mesh.policy")
 
 
-@router.post("/v1/policy/decide")
-async def decide_tool_call(body: DecisionRequest, request: Request) -> dict[str, Any]:
+@router.post("/v1/policy/decide", openapi_extra=body_schema(DecisionRequest))
+async def decide_tool_call(request: Request) -> dict[str, Any]:
+    body = await read_body(request, DecisionRequest)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=body.did)
     started = time.perf_counter()

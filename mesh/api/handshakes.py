@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mesh.api.common import decode_b64, mesh_of
+from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import ChallengeRequest, VerifyHandshake
 from mesh.auth import authenticate
 from mesh.errors import NotFound
@@ -22,8 +22,11 @@ from meshsre import identity
 router = APIRouter(tags=["handshakes"])
 
 
-@router.post("/v1/handshakes/challenge", status_code=201)
-async def challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
+@router.post(
+    "/v1/handshakes/challenge", status_code=201, openapi_extra=body_schema(ChallengeRequest)
+)
+async def challenge(request: Request) -> dict[str, Any]:
+    body = await read_body(request, ChallengeRequest)
     mesh = mesh_of(request)
     await authenticate(mesh, request)
     if await mesh.store.call("get_agent", records.get_agent(body.did)) is None:
@@ -39,8 +42,13 @@ async def challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     return {"challenge_id": challenge_id, "nonce": nonce, "did": body.did, "expires_at": expires_at}
 
 
-@router.post("/v1/handshakes/verify", responses={403: {"description": "handshake rejected"}})
-async def verify(body: VerifyHandshake, request: Request) -> Any:
+@router.post(
+    "/v1/handshakes/verify",
+    responses={403: {"description": "handshake rejected"}},
+    openapi_extra=body_schema(VerifyHandshake),
+)
+async def verify(request: Request) -> Any:
+    body = await read_body(request, VerifyHandshake)
     mesh = mesh_of(request)
     signature = decode_b64(body.signature, "body.signature")
     result, agent = await _judge(body, signature, mesh_of(request))

@@ -1,6 +1,6 @@
 """The store: one async interface over SQLite, PostgreSQL or memory, chosen by URL.
 
-Every call runs under a timeout, is timed into
+Every call runs under a timeout (the driver's own when it is ``bounded``), is timed into
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
 """
@@ -56,6 +56,8 @@ class Store:
             )
 
     async def _attempt(self, work: Work[T], write: bool) -> T:
+        if self.driver.bounded:
+            return await self.driver.call(work, write)
         async with asyncio.timeout(self.timeout_s):
             return await self.driver.call(work, write)
 

@@ -4,13 +4,15 @@ worker threads, every statement under ``statement_timeout``.
 Writes are group committed. Every write takes the cluster-wide advisory lock and pays for a
 synchronous commit, so one write at a time per transaction capped registrations at about 560/s
 (`make bench`). Instead, writes queue while the previous batch commits, and the next batch
-runs them all in one transaction, each in a savepoint so one failure rolls back alone.
+runs them all in one transaction; should one fail, the batch reruns with each write in a
+savepoint, so that the failure rolls back alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,16 +24,21 @@ from mesh.store.driver import Outcome, Pending, T, Work, live, settle
 __all__ = ["PostgresDriver"]
 
 
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    return re.sub(r"\?", "%s", sql)
+
+
 class _PgCursor:
     """Adapts ``?`` placeholders to psycopg's ``%s``."""
 
-    _marks = re.compile(r"\?")
+    audit_head: tuple[int, str] | None = None  # see records.append_audit
 
     def __init__(self, cur: Any) -> None:
         self._cur = cur
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> _PgCursor:
-        self._cur.execute(self._marks.sub("%s", sql), params)
+        self._cur.execute(_placeholders(sql), params)
         return self
 
     def fetchone(self) -> Any:
@@ -45,6 +52,12 @@ class _PgCursor:
         return int(self._cur.rowcount)
 
 
+class _WriteFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 # Every write takes this transaction-scoped advisory lock, so appends to the audit chain
 # (and the revocation sequence) are linear across all replicas sharing the database.
 WRITE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7461766)"
@@ -52,6 +65,7 @@ WRITE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7461766)"
 
 class PostgresDriver:
     backend = "postgresql"
+    bounded = False  # a stalled network can outlast statement_timeout: the store arms a timer
 
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 2.0) -> None:
         import psycopg
@@ -105,15 +119,35 @@ class PostgresDriver:
             return work(_PgCursor(conn.cursor()))
 
     def _write(self, works: list[Work[Any]]) -> list[Outcome]:
+        # Optimistic: the whole batch in one transaction, two statements a registration. Only
+        # when a write fails (a duplicate, say) does the batch run again with each write in its
+        # own savepoint, which costs two more round trips a write.
+        with self._errors():
+            try:
+                return self._transaction(works, isolate=False)
+            except _WriteFailed as failed:
+                if len(works) == 1:
+                    return [(None, self._translate(failed.error))]
+            return self._transaction(works, isolate=True)
+
+    def _transaction(self, works: list[Work[Any]], isolate: bool) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        with self._errors(), self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
+        expected = (MeshError, self._psycopg.errors.IntegrityError)
+        with self.pool.connection() as conn, conn.transaction():
+            cur = _PgCursor(conn.cursor())
             cur.execute(WRITE_LOCK_SQL)
             for work in works:
+                if not isolate:
+                    try:
+                        outcomes.append((work(cur), None))
+                    except expected as exc:
+                        raise _WriteFailed(exc) from exc
+                    continue
                 try:
                     with conn.transaction():  # a savepoint
-                        outcomes.append((work(_PgCursor(cur)), None))
-                except (MeshError, self._psycopg.errors.IntegrityError) as exc:
+                        outcomes.append((work(cur), None))
+                except expected as exc:
+                    cur.audit_head = None
                     outcomes.append((None, self._translate(exc)))
         return outcomes
 

@@ -42,8 +42,13 @@ def append_audit(
     cur: Any, actor: str, action: str, subject: str, data: dict[str, Any], now: float
 ) -> audit.Entry:
     now = float(now)  # the column is a double: hash exactly what will be read back
-    head = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (0, audit.GENESIS_HASH) if head is None else (int(head[0]) + 1, head[1])
+    # A driver's write cursor remembers the head for the rest of its transaction: the write
+    # lock is held, so no one else can append, and a batch of writes reads it once.
+    head = getattr(cur, "audit_head", None)
+    if head is None:
+        row = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), row[1])
+    seq, prev = head[0] + 1, head[1]
     text = audit.canonical(data)
     digest = audit.entry_hash(seq, now, actor, action, subject, text, prev)
     cur.execute(
@@ -51,6 +56,8 @@ def append_audit(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, now, actor, action, subject, text, prev, digest),
     )
+    if hasattr(cur, "audit_head"):
+        cur.audit_head = (seq, digest)
     return audit.Entry(seq, now, actor, action, subject, text, prev, digest)
 
 
@@ -72,10 +79,9 @@ def meta_setdefault(key: str, value: str) -> Callable[[Any], str]:
 
 def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.Entry]:
     def work(cur: Any) -> audit.Entry:
-        if cur.execute("SELECT 1 FROM agents WHERE did = ?", (record["did"],)).fetchone():
-            raise Conflict(f"agent {record['did']} is already registered", field="body.public_key")
         cur.execute(
-            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (did) DO NOTHING",
             (
                 record["did"],
                 record["public_key"],
@@ -87,6 +93,8 @@ def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.En
                 record["created_at"],
             ),
         )
+        if cur.rowcount == 0:
+            raise Conflict(f"agent {record['did']} is already registered", field="body.public_key")
         summary = {k: record[k] for k in ("name", "sponsor", "capabilities", "policy")}
         return append_audit(
             cur, actor, "agent.registered", record["did"], summary, record["created_at"]

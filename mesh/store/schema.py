@@ -7,7 +7,7 @@ __all__ = ["statements"]
 _TABLES = """
 CREATE TABLE IF NOT EXISTS agents (
     did TEXT PRIMARY KEY,
-    public_key TEXT NOT NULL UNIQUE,
+    public_key TEXT NOT NULL,
     name TEXT NOT NULL,
     sponsor TEXT NOT NULL,
     capabilities TEXT NOT NULL,
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS revocations (
     revoked_at DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
-    seq BIGINT PRIMARY KEY,
+    seq {seq_pk},
     ts DOUBLE PRECISION NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
@@ -58,8 +58,9 @@ CREATE TABLE IF NOT EXISTS backups (
 """
 
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGSERIAL PRIMARY KEY"}
+_SEQ = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGINT PRIMARY KEY"}
 
 
 def statements(backend: str) -> list[str]:
-    sql = _TABLES.replace("{serial_pk}", _SERIAL[backend])
+    sql = _TABLES.replace("{serial_pk}", _SERIAL[backend]).replace("{seq_pk}", _SEQ[backend])
     return [s.strip() for s in sql.split(";") if s.strip()]
