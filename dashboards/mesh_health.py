@@ -74,6 +74,13 @@ def _policy(g: Grid) -> None:
         [(f"histogram_quantile(0.99, sum by (le, policy) (rate("
           f"agentmesh_policy_decision_duration_seconds_bucket{{{MESH}}}[{RATE}])))",
           "{{policy}}")], "s", thresholds=steps("green", (0.005, "red"))), 8, 8)
+    g.add(timeseries(
+        "Agent cache hit ratio", "Share of agent lookups on the governance path (signed "
+        "requests, decisions, handshakes) served from the replica's cache, by replica. A low "
+        "ratio sends those lookups to the store: see the storage latency panels.",
+        [(f'sum by (instance) (rate(agentmesh_agent_cache_total{{{MESH}, result="hit"}}'
+          f"[{RATE}])) / (sum by (instance) (rate(agentmesh_agent_cache_total{{{MESH}}}"
+          f"[{RATE}])) > 0)", "{{instance}}")], "percentunit"), 8, 8)
 
 
 def _credentials_and_audit(g: Grid) -> None:

@@ -16,7 +16,6 @@ from fastapi import Request
 
 from mesh.errors import Forbidden, Unauthorized
 from mesh.runtime import Mesh
-from mesh.store import records
 from meshsre import identity
 
 __all__ = ["ADMIN", "Caller", "authenticate"]
@@ -75,7 +74,7 @@ async def authenticate(
         raise Unauthorized(
             "signature header is not valid base64", field="header.x-mesh-signature"
         ) from exc
-    agent = await mesh.store.call("get_agent", records.get_agent(did))
+    agent = await mesh.agents.get(did)
     if agent is None:
         raise Unauthorized(f"unknown agent {did}", field="header.x-mesh-agent")
     message = identity.request_message(

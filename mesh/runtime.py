@@ -20,6 +20,7 @@ from mesh.breaker import CircuitBreaker
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
 from mesh.policy import RateLimiter
+from mesh.registry import AgentCache
 from mesh.revocation import RevocationBook
 from mesh.settings import Settings
 from mesh.stats import StoreCollector
@@ -50,6 +51,7 @@ class Mesh:
             settings.redis_url,
             self.breaker,
         )
+        self.agents = AgentCache(self.store, self.metrics, settings.revocation_poll_seconds)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.issuer: Issuer | None = None
         self.ready = False
@@ -79,6 +81,7 @@ class Mesh:
                 log.warning("store not ready yet: %s", exc.message)
                 await asyncio.sleep(1.0)
         await self.revocations.start()
+        await self.agents.start()
         self._tasks.append(asyncio.create_task(self._audit_loop()))
         self.ready = True
         # Everything loaded so far (FastAPI, pydantic schemas, OpenTelemetry, the modules)
@@ -154,6 +157,7 @@ class Mesh:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.revocations.stop()
+        await self.agents.stop()
         self.store.close()
 
     @staticmethod

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=120, ge=1)
     policy_denylist: tuple[str, ...] = ("shell:exec", "filesystem:delete", "credentials:export")
     violation_penalty: int = 10
+    # How often a replica polls for changes made through others: revocations and the agent
+    # cache (a floor; PostgreSQL pushes revocations at once).
     revocation_poll_seconds: float = Field(default=0.1, gt=0)
     audit_check_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"

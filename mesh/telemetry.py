@@ -132,6 +132,12 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "Registered agents in the shared store.",
     ),
     MetricSpec(
+        "agentmesh_agent_cache",
+        "counter",
+        "Agent record lookups on the governance path, by result (hit, miss).",
+        ("result",),
+    ),
+    MetricSpec(
         "agentmesh_audit_log",
         "counter",
         "Audit entries appended by this replica, by action.",
@@ -279,6 +285,7 @@ class Metrics:
         self.decision_duration: Histogram = make("agentmesh_policy_decision_duration_seconds")  # type: ignore[assignment]
         self.tool_calls: Counter = make("agentmesh_tool_call")  # type: ignore[assignment]
         self.violations: Counter = make("agentmesh_policy_violation_count")  # type: ignore[assignment]
+        self.agent_cache: Counter = make("agentmesh_agent_cache")  # type: ignore[assignment]
         self.audit_appends: Counter = make("agentmesh_audit_log")  # type: ignore[assignment]
         self.chain_valid: Gauge = make("agentmesh_audit_chain_valid")  # type: ignore[assignment]
         self.chain_length: Gauge = make("agentmesh_audit_chain_length")  # type: ignore[assignment]

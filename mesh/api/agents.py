@@ -78,6 +78,7 @@ async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     deleted = await mesh.store.call(
         "delete_agent", records.delete_agent(did, caller.actor, time.time()), write=True
     )
+    mesh.agents.drop(did)
     if not deleted:
         raise NotFound(f"no agent {did}", field="path.did")
     mesh.metrics.audit_appends.labels("agent.deregistered").inc()
@@ -94,6 +95,7 @@ async def set_trust(did: DidPath, request: Request) -> dict[str, Any]:
         records.change_trust(did, caller.actor, time.time(), score=body.score, reason=body.reason),
         write=True,
     )
+    mesh.agents.drop(did)
     if score is None:
         raise NotFound(f"no agent {did}", field="path.did")
     mesh.metrics.audit_appends.labels("trust.changed").inc()

@@ -29,10 +29,7 @@ async def issue(request: Request) -> dict[str, Any]:
     body = await read_body(request, CredentialRequest)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=body.did)
-    if (
-        caller.agent is None
-        and await mesh.store.call("get_agent", records.get_agent(body.did)) is None
-    ):
+    if caller.agent is None and await mesh.agents.get(body.did) is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
     credential = _issuer(mesh).issue(body.did, body.ttl_seconds)
     await mesh.store.call(

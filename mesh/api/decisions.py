@@ -26,7 +26,7 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=body.did)
     started = time.perf_counter()
-    agent = caller.agent or await mesh.store.call("get_agent", records.get_agent(body.did))
+    agent = caller.agent or await mesh.agents.get(body.did)
     if agent is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
     decision = decide(agent, body.tool, body.action, mesh.settings.policy_denylist, mesh.limiter)
@@ -46,6 +46,7 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
             ),
             write=True,
         )
+        mesh.agents.drop(body.did)
         trust = trust if new is None else new
         mesh.metrics.violations.labels(policy, decision.rule).inc()
         mesh.metrics.audit_appends.labels("policy.violation").inc()

@@ -29,7 +29,7 @@ async def challenge(request: Request) -> dict[str, Any]:
     body = await read_body(request, ChallengeRequest)
     mesh = mesh_of(request)
     await authenticate(mesh, request)
-    if await mesh.store.call("get_agent", records.get_agent(body.did)) is None:
+    if await mesh.agents.get(body.did) is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
     now = time.time()
     challenge_id, nonce = uuid.uuid4().hex, secrets.token_hex(32)
@@ -86,7 +86,7 @@ async def _judge(
         return "expired", None
     if did != body.did:
         return "bad_signature", None
-    agent = await mesh.store.call("get_agent", records.get_agent(did))
+    agent = await mesh.agents.get(did)
     if agent is None:
         return "unknown_agent", None
     message = identity.handshake_message(body.challenge_id, nonce, did)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
-from mesh.store.driver import Outcome, Pending, T, Work, live, settle
+from mesh.store.driver import Outcome, Pending, T, Work, WriteFailed, live, settle
 
 __all__ = ["PostgresDriver"]
 
@@ -52,12 +52,6 @@ class _PgCursor:
         return int(self._cur.rowcount)
 
 
-class _WriteFailed(Exception):
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 # Every write takes this transaction-scoped advisory lock, so appends to the audit chain
 # (and the revocation sequence) are linear across all replicas sharing the database.
 WRITE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7461766)"
@@ -82,6 +76,10 @@ class PostgresDriver:
             open=False,
             kwargs={
                 "connect_timeout": max(1, int(timeout_s)),
+                # Reads are one statement, or a few that need no snapshot in common: without
+                # a transaction each is one round trip, not three (BEGIN, SELECT, COMMIT).
+                # Writes open theirs explicitly.
+                "autocommit": True,
                 "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
             },
             reconnect_timeout=0,
@@ -115,17 +113,14 @@ class PostgresDriver:
             settle([future for _, future in batch], outcomes)
 
     def _read(self, work: Work[T]) -> T:
-        with self._errors(), self.pool.connection() as conn, conn.transaction():
+        with self._errors(), self.pool.connection() as conn:
             return work(_PgCursor(conn.cursor()))
 
     def _write(self, works: list[Work[Any]]) -> list[Outcome]:
-        # Optimistic: the whole batch in one transaction, two statements a registration. Only
-        # when a write fails (a duplicate, say) does the batch run again with each write in its
-        # own savepoint, which costs two more round trips a write.
         with self._errors():
             try:
                 return self._transaction(works, isolate=False)
-            except _WriteFailed as failed:
+            except WriteFailed as failed:
                 if len(works) == 1:
                     return [(None, self._translate(failed.error))]
             return self._transaction(works, isolate=True)
@@ -141,7 +136,7 @@ class PostgresDriver:
                     try:
                         outcomes.append((work(cur), None))
                     except expected as exc:
-                        raise _WriteFailed(exc) from exc
+                        raise WriteFailed(exc) from exc
                     continue
                 try:
                     with conn.transaction():  # a savepoint

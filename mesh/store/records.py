@@ -265,6 +265,34 @@ def revocations_after(seq: int) -> Callable[[Any], list[tuple[int, str, float]]]
     return work
 
 
+# Audit actions that change an agent record (a registration adds one; nothing caches misses).
+AGENT_CHANGES = ("agent.deregistered", "trust.changed", "policy.violation")
+
+
+def agent_changes(
+    since: tuple[int, str] | None,
+) -> Callable[[Any], tuple[tuple[int, str], list[str] | None]]:
+    """The log's head (seq, hash) and the agents changed after ``since``; None instead of the
+    agents when the log no longer holds ``since`` as it was (a restore: anything may differ)."""
+
+    def work(cur: Any) -> tuple[tuple[int, str], list[str] | None]:
+        row = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+        if since is None:
+            return head, []
+        kept = cur.execute("SELECT hash FROM audit WHERE seq = ?", (since[0],)).fetchone()
+        if kept is None or kept[0] != since[1]:
+            return head, None
+        rows = cur.execute(
+            "SELECT DISTINCT subject FROM audit WHERE seq > ? AND seq <= ?"
+            f" AND action IN ({', '.join('?' * len(AGENT_CHANGES))})",
+            (since[0], head[0], *AGENT_CHANGES),
+        ).fetchall()
+        return head, [str(r[0]) for r in rows]
+
+    return work
+
+
 def audit_after(after: int, limit: int) -> Callable[[Any], list[audit.Entry]]:
     def work(cur: Any) -> list[audit.Entry]:
         rows = cur.execute(

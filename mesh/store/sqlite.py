@@ -3,8 +3,8 @@
 Everything runs on the event loop's thread, because a hop to a worker thread cost more than
 the statement itself (measured: 254 us a write through a thread versus 128 us inline). Reads
 use their own connection: under WAL a reader never waits for a writer. Writes are group
-committed: every write submitted during one turn of the event loop joins one transaction, each
-in its own savepoint, so one failing write (a duplicate, say) rolls back alone. The only wait
+committed: every write submitted during one turn of the event loop joins one transaction (see
+``WriteFailed`` for how one failing write, a duplicate say, rolls back alone). The only wait
 that can block is for another process's write lock, bounded by ``busy_timeout``.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
-from mesh.store.driver import Outcome, Pending, T, Work, live, settle
+from mesh.store.driver import Outcome, Pending, T, Work, WriteFailed, live, settle
 
 __all__ = ["SqliteDriver"]
 
@@ -84,29 +84,43 @@ class SqliteDriver:
         batch, self._pending = live(self._pending), []
         if not batch:
             return
-        outcomes: list[Outcome] = []
+        works = [work for work, _ in batch]
         try:
-            conn = self._connection("write")
-            cur = conn.cursor(_WriteCursor)
-            cur.execute("BEGIN IMMEDIATE")
-            alone = len(batch) == 1
-            outcomes = [self._apply(cur, work, alone) for work, _ in batch]
-            conn.commit()
+            try:
+                outcomes = self._transaction(works, isolate=False)
+            except WriteFailed as failed:
+                outcomes = (
+                    [(None, _translate(failed.error))]
+                    if len(works) == 1
+                    else self._transaction(works, isolate=True)
+                )
         except sqlite3.Error as exc:
             self._reset("write")
             outcomes = [(None, _translate(exc))] * len(batch)
+        except Exception as exc:  # a bug in a write: its callers get it, not a hang
+            outcomes = [(None, exc)] * len(batch)
         settle([future for _, future in batch], outcomes)
 
+    def _transaction(self, works: list[Work[Any]], isolate: bool) -> list[Outcome]:
+        """One transaction for the batch; see WriteFailed for when writes are isolated."""
+        conn = self._connection("write")
+        cur = conn.cursor(_WriteCursor)
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = [self._apply(cur, work, isolate) for work in works]
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return outcomes
+
     @staticmethod
-    def _apply(cur: Any, work: Work[Any], alone: bool) -> Outcome:
-        if alone:  # the transaction itself is the savepoint; a failure rolls it back below
+    def _apply(cur: Any, work: Work[Any], isolate: bool) -> Outcome:
+        if not isolate:
             try:
                 return work(cur), None
             except (MeshError, sqlite3.IntegrityError) as exc:
-                cur.connection.rollback()
-                cur.audit_head = None
-                cur.execute("BEGIN IMMEDIATE")
-                return None, _translate(exc)
+                raise WriteFailed(exc) from exc
         cur.execute("SAVEPOINT w")
         try:
             result = work(cur)
