@@ -30,6 +30,9 @@ from mesh.telemetry import Metrics
 __all__ = ["Mesh"]
 
 log = logging.getLogger("mesh")
+# Audit entries verified per slice. Hashing runs on the event loop, so a slice is also the
+# longest the loop stalls for it: 2,000 at a time (up to 40 ms) showed in decisions' p99.
+PAGE = 250
 
 
 class Mesh:
@@ -132,22 +135,26 @@ class Mesh:
             await asyncio.sleep(self.settings.audit_check_seconds)
 
     async def _sweep_page(self, page: int = 2000) -> None:
-        entries = await self.store.call(
-            "audit_after", records.audit_after(self._sweep.length - 1, page)
-        )
-        self._sweep.feed(entries)
-        if not self._sweep.ok or len(entries) < page:
-            self._sweep_ok = self._sweep.ok  # holds until the next complete sweep
-            self._sweep = ChainCheck()
+        for _ in range(page // PAGE):
+            entries = await self.store.call(
+                "audit_after", records.audit_after(self._sweep.length - 1, PAGE)
+            )
+            self._sweep.feed(entries)
+            if not self._sweep.ok or len(entries) < PAGE:
+                self._sweep_ok = self._sweep.ok  # holds until the next complete sweep
+                self._sweep = ChainCheck()
+                return
+            await asyncio.sleep(0)
 
-    async def verify_chain(self, check: ChainCheck, page: int = 2000) -> ChainCheck:
+    async def verify_chain(self, check: ChainCheck) -> ChainCheck:
         while check.ok:
             entries = await self.store.call(
-                "audit_after", records.audit_after(check.length - 1, page)
+                "audit_after", records.audit_after(check.length - 1, PAGE)
             )
             check.feed(entries)
-            if len(entries) < page:
+            if len(entries) < PAGE:
                 break
+            await asyncio.sleep(0)
         return check
 
     async def stop(self) -> None:

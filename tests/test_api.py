@@ -225,3 +225,14 @@ def test_responses_carry_request_and_trace_ids_honouring_traceparent(
         "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "x-request-id": "req-1"})
     assert r.headers["x-trace-id"] == trace_id
     assert r.headers["x-request-id"] == "req-1"
+
+
+def test_routing_answers_404_and_405_whatever_the_route_order(client: httpx.Client) -> None:
+    # Routes are prefiltered by their literal prefix (mesh.app): these must still hold.
+    assert (client.get("/v1/nowhere").status_code, client.get("/v1/nowhere").json()["error"]) \
+        == (404, "not_found")
+    r = client.get("/v1/policy/decide")  # a POST route, first in the list
+    assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+    assert client.delete("/v1/agents").status_code == 405
+    assert client.get("/v1/agents/did:mesh:" + "0" * 32).status_code == 404  # a path parameter
+    assert client.get("/openapi.json").status_code == 200  # the docs routes come last

@@ -23,8 +23,9 @@ import httpx
 import psycopg
 
 from mesh.bench.workload import decision_requests, handshake_latencies, registration_requests
-from mesh.bench.wrk import run_wrk
+from mesh.bench.wrk import WrkResult, run_wrk
 from mesh.process import ADMIN_TOKEN, MeshProcess
+from meshsre.identity import AgentKey, b64decode, proof_message, verify
 
 PG_ADMIN = os.environ.get("MESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OUT = Path("reports/out/bench")
@@ -52,6 +53,34 @@ def _server_quantiles(metrics: str, name: str) -> dict[str, float]:
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk_with_cpu(server: MeshProcess, url: str, *args: Any) -> WrkResult:
+    """A wrk run plus the server's CPU per request: unlike rates, it hardly moves when the
+    shared machine is busy, so it is what explains a ratio."""
+    assert server.proc is not None
+    pid = server.proc.pid  # taskset execs the server: same process
+    before = _cpu_seconds(pid)
+    result = run_wrk(url, *args)
+    result["server_cpu_us"] = round((_cpu_seconds(pid) - before) / result["requests"] * 1e6, 1)
+    return result
+
+
+def _verify_us(samples: int = 3000) -> float:
+    """One Ed25519 verification as the server does it, in this process (warm caches)."""
+    key = AgentKey.generate()
+    message = proof_message(key.public_b64, 0)
+    signature = b64decode(key.sign(message))
+    started = time.perf_counter()
+    for _ in range(samples):
+        verify(key.public_bytes, signature, message)
+    return round((time.perf_counter() - started) / samples * 1e6, 1)
+
+
 def _pg_database() -> tuple[str, Callable[[], None]]:
     name = f"meshsre_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -71,8 +100,6 @@ def _revocation_delays(storage: str, samples: int) -> list[float]:
         MeshProcess(storage, zone="b") as b,
         httpx.Client(timeout=5) as c,
     ):
-        from meshsre.identity import AgentKey
-
         key = AgentKey.generate()
         c.post(a.url + "/v1/agents", json=key.registration("bench", "ops@example.com"))
         delays = []
@@ -114,15 +141,15 @@ def main() -> None:
         ):
             with MeshProcess(storage, env=env, core=0) as server:
                 print(f"[{backend}] hello world ...", flush=True)
-                hello = run_wrk(server.url + "/health/live", secs, conns)
+                hello = _wrk_with_cpu(server, server.url + "/health/live", secs, conns)
                 print(f"[{backend}] registrations ...", flush=True)
                 regs_file = registration_requests(work / f"regs-{backend}.tsv", 40_000)
-                regs = run_wrk(server.url, secs, conns, regs_file)
+                regs = _wrk_with_cpu(server, server.url, secs, conns, regs_file)
                 print(f"[{backend}] policy decisions ...", flush=True)
                 decide_file = decision_requests(
                     server.url, work / f"decide-{backend}.tsv", agents=500, requests=20_000
                 )
-                decide = run_wrk(server.url, secs, conns, decide_file)
+                decide = _wrk_with_cpu(server, server.url, secs, conns, decide_file)
                 inside = _server_quantiles(
                     httpx.get(server.url + "/metrics").text,
                     "agentmesh_policy_decision_duration_seconds",
@@ -137,6 +164,11 @@ def main() -> None:
                 "registrations_vs_hello": round(
                     regs["requests_per_s"] / hello["requests_per_s"], 3
                 ),
+                "server_cpu_us": {
+                    "hello": hello["server_cpu_us"],
+                    "registration": regs["server_cpu_us"],
+                    "decision": decide["server_cpu_us"],
+                },
                 "decisions_rps": decide["requests_per_s"],
                 "decision_in_server": inside,
                 "decision_end_to_end_1conn": {k: decide_1[k] for k in ("p50_ms", "p99_ms")},
@@ -152,12 +184,14 @@ def main() -> None:
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "wrk": {"seconds": secs, "connections": conns},
+        "ed25519_verify_us": _verify_us(),
         "results": results,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print_table(results)
+    print(f"\nEd25519 verification (libsodium, in process, warm): {record['ed25519_verify_us']} us")
     print(f"\nwritten {path}")
 
 
@@ -166,6 +200,10 @@ def print_table(results: dict[str, Any]) -> None:
         ("hello world (GET /health/live), req/s", "hello_rps", ""),
         ("registrations, req/s", "registrations_rps", ""),
         ("registrations / hello world", "registrations_vs_hello", ">= 0.5"),
+        # CPU per request is steady on a shared machine, and shows where the time goes.
+        ("server CPU per hello world, us", ("server_cpu_us", "hello"), ""),
+        ("server CPU per registration, us", ("server_cpu_us", "registration"), ""),
+        ("server CPU per decision (32 conns), us", ("server_cpu_us", "decision"), ""),
         ("policy decisions, req/s", "decisions_rps", ""),
         ("decision p50 in server, ms", ("decision_in_server", "p50_ms"), ""),
         ("decision p99 in server, ms", ("decision_in_server", "p99_ms"), "< 1"),

@@ -278,8 +278,8 @@ def agent_changes(
     def work(cur: Any) -> tuple[tuple[int, str], list[str] | None]:
         row = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         head = (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
-        if since is None:
-            return head, []
+        if since is None or head == since:
+            return head, []  # one statement a poll while nothing is written
         kept = cur.execute("SELECT hash FROM audit WHERE seq = ?", (since[0],)).fetchone()
         if kept is None or kept[0] != since[1]:
             return head, None
