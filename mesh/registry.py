@@ -4,8 +4,9 @@ policy decisions, handshakes) does not read the store on every call.
 The audit log is the change feed: every change to an agent appends an entry naming it, so a
 replica learns of changes made through the others by polling the log's tail (every 0.1 s by
 default, the same floor as revocations), and drops those agents. Changes made through this
-replica drop the agent at once. A read that raced with a drop is not kept, a shrinking log (a
-restore) empties the cache, and an entry lives at most ``ttl_s`` whatever happens.
+replica drop the agent at once. A read that raced with a drop is not kept; a restore (the
+entry followed from is gone or hashes differently) or an unreachable store empties the cache;
+and an entry lives at most ``ttl_s`` whatever happens.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AgentCache:
         self._miss = metrics.agent_cache.labels("miss")
 
     async def get(self, did: str) -> dict[str, Any] | None:
+        """The agent's record, shared with other callers: read it, never change it."""
         now = time.monotonic()
         entry = self._entries.get(did)
         if entry is not None and entry[0] > now:
