@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 
 from mesh.bench.workload import decision_requests, handshake_latencies, registration_requests
@@ -53,20 +54,15 @@ def _server_quantiles(metrics: str, name: str) -> dict[str, float]:
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _wrk_with_cpu(server: MeshProcess, url: str, *args: Any) -> WrkResult:
     """A wrk run plus the server's CPU per request: unlike rates, it hardly moves when the
     shared machine is busy, so it is what explains a ratio."""
     assert server.proc is not None
-    pid = server.proc.pid  # taskset execs the server: same process
-    before = _cpu_seconds(pid)
+    process = psutil.Process(server.proc.pid)  # taskset execs the server: same process
+    before = sum(process.cpu_times()[:2])
     result = run_wrk(url, *args)
-    result["server_cpu_us"] = round((_cpu_seconds(pid) - before) / result["requests"] * 1e6, 1)
+    spent = sum(process.cpu_times()[:2]) - before
+    result["server_cpu_us"] = round(spent / result["requests"] * 1e6, 1)
     return result
 
 

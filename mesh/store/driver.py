@@ -19,6 +19,7 @@ __all__ = [
     "T",
     "Work",
     "WriteFailed",
+    "group_commit",
     "live",
     "open_driver",
     "settle",
@@ -40,6 +41,21 @@ class WriteFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def group_commit(
+    transaction: Callable[[list[Work[Any]], bool], list[Outcome]],
+    works: list[Work[Any]],
+    translate: Callable[[Exception], Exception],
+) -> list[Outcome]:
+    """Runs a batch with ``transaction(works, isolate)``: first as one plain transaction, and
+    again with each write isolated only when one of them failed (see ``WriteFailed``)."""
+    try:
+        return transaction(works, False)
+    except WriteFailed as failed:
+        if len(works) == 1:  # its transaction rolled back: nothing else to keep
+            return [(None, translate(failed.error))]
+    return transaction(works, True)
 
 
 def live(pending: list[Pending]) -> list[Pending]:

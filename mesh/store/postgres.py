@@ -19,7 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
-from mesh.store.driver import Outcome, Pending, T, Work, WriteFailed, live, settle
+from mesh.store.driver import (
+    Outcome,
+    Pending,
+    T,
+    Work,
+    WriteFailed,
+    group_commit,
+    live,
+    settle,
+)
 
 __all__ = ["PostgresDriver"]
 
@@ -118,12 +127,7 @@ class PostgresDriver:
 
     def _write(self, works: list[Work[Any]]) -> list[Outcome]:
         with self._errors():
-            try:
-                return self._transaction(works, isolate=False)
-            except WriteFailed as failed:
-                if len(works) == 1:
-                    return [(None, self._translate(failed.error))]
-            return self._transaction(works, isolate=True)
+            return group_commit(self._transaction, works, self._translate)
 
     def _transaction(self, works: list[Work[Any]], isolate: bool) -> list[Outcome]:
         outcomes: list[Outcome] = []

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
-from mesh.store.driver import Outcome, Pending, T, Work, WriteFailed, live, settle
+from mesh.store.driver import (
+    Outcome,
+    Pending,
+    T,
+    Work,
+    WriteFailed,
+    group_commit,
+    live,
+    settle,
+)
 
 __all__ = ["SqliteDriver"]
 
@@ -86,14 +95,7 @@ class SqliteDriver:
             return
         works = [work for work, _ in batch]
         try:
-            try:
-                outcomes = self._transaction(works, isolate=False)
-            except WriteFailed as failed:
-                outcomes = (
-                    [(None, _translate(failed.error))]
-                    if len(works) == 1
-                    else self._transaction(works, isolate=True)
-                )
+            outcomes = group_commit(self._transaction, works, _translate)
         except sqlite3.Error as exc:
             self._reset("write")
             outcomes = [(None, _translate(exc))] * len(batch)
