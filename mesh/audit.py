@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,12 @@ __all__ = ["GENESIS_HASH", "ChainCheck", "Entry", "canonical", "entry_hash", "wa
 
 GENESIS_HASH = "0" * 64
 _string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what ensure_ascii=False uses
-_number = json.encoder.JSONEncoder().encode
+_encode = json.encoder.JSONEncoder().encode
+
+
+def _number(value: float) -> str:
+    # json.dumps spells a finite float as float.__repr__ does, without its encoder's detour
+    return float.__repr__(value) if math.isfinite(value) else _encode(value)
 
 
 def canonical(value: Any) -> str:

@@ -253,11 +253,18 @@ def test_text_with_nul_characters_is_a_4xx_naming_the_field_on_postgresql(pg_url
     with MeshProcess(pg_url) as proc, proc.client() as client:
         agent = register(client)
         key = AgentKey.generate()
-        assert_clean(client.post("/v1/agents", json=key.registration("a\x00b", "o@example.com")))
+        r = client.post("/v1/agents", json=key.registration("a\x00b", "o@example.com"))
+        assert_clean(r)
+        assert (r.status_code, r.json()["field"]) == (422, "body.name")
+        r = client.post("/v1/agents", json=key.registration("ab", "o@example.com", ["x", "\x00"]))
+        assert (r.status_code, r.json()["field"]) == (422, "body.capabilities")
+        assert client.post("/v1/agents", json=key.registration("a\\u0000", "o@example.com"))\
+            .status_code == 201  # the escape's text, not the character, is just text
         assert_clean(client.get("/v1/agents", params={"cursor": "\x00"}))
         assert_clean(client.get("/v1/agents", params={"capability": "\x00"}))
         assert_clean(client.get("/v1/agents/did%3Amesh%3A%00"))
         assert_clean(client.post("/v1/credentials/%00/revoke", json={}, headers=ADMIN))
-        assert_clean(client.put(f"/v1/agents/{agent.did}/trust",
-                                json={"score": 10, "reason": "\x00"}, headers=ADMIN))
+        r = client.put(f"/v1/agents/{agent.did}/trust", json={"score": 10, "reason": "\x00"},
+                       headers=ADMIN)
+        assert (r.status_code, r.json()["field"]) == (422, "body.reason")
         assert client.get("/v1/audit/verify", headers=ADMIN).json()["ok"] is True

@@ -27,12 +27,19 @@ async def _store(url: str) -> Store:
     return store
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+@pytest.mark.parametrize(
+    "url", ["memory://", "sqlite", pytest.param("pg", marks=pytest.mark.postgres)]
+)
 def test_writes_in_one_loop_turn_commit_together_and_a_duplicate_fails_alone(
-    url: str, tmp_path: Path
+    url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    if url == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    elif url == "pg":
+        url = request.getfixturevalue("pg_url")
+
     async def scenario() -> None:
-        store = await _store(f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else url)
+        store = await _store(url)
         batch = [_agent(i) for i in range(10)] + [_agent(3)]
         results = await asyncio.gather(
             *(store.call("create_agent", records.create_agent(a, "t"), write=True)

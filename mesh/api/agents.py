@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import Registration, TrustUpdate
 from mesh.auth import authenticate
-from mesh.errors import NotFound, Unauthorized
+from mesh.errors import Conflict, NotFound, Unauthorized
 from mesh.store import records
 from meshsre import identity
 
@@ -45,7 +45,10 @@ async def register(request: Request) -> dict[str, Any]:
         "trust_score": NEW_AGENT_TRUST,
         "created_at": time.time(),
     }
-    await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
+    try:
+        await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
+    except Conflict:
+        raise Conflict(f"agent {did} is already registered", field="body.public_key") from None
     mesh.metrics.audit_appends.labels("agent.registered").inc()
     return record
 

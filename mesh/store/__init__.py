@@ -28,6 +28,7 @@ class Store:
         self.backend = driver.backend
         self.metrics = metrics
         self.timeout_s = timeout_s
+        self._timers: dict[str, Any] = {}  # labelled children: labels() costs a lock and a lookup
 
     async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
         started = time.perf_counter()
@@ -51,9 +52,12 @@ class Store:
             self._error(operation, "unavailable")
             raise
         finally:
-            self.metrics.storage_duration.labels(self.backend, operation).observe(
-                time.perf_counter() - started
-            )
+            timer = self._timers.get(operation)
+            if timer is None:
+                timer = self._timers[operation] = self.metrics.storage_duration.labels(
+                    self.backend, operation
+                )
+            timer.observe(time.perf_counter() - started)
 
     async def _attempt(self, work: Work[T], write: bool) -> T:
         if self.driver.bounded:

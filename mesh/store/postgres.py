@@ -39,12 +39,14 @@ def _placeholders(sql: str) -> str:
 
 
 class _PgCursor:
-    """Adapts ``?`` placeholders to psycopg's ``%s``."""
+    """Adapts ``?`` placeholders to psycopg's ``%s``; in a pipeline, a fetch or a rowcount
+    waits for the statements queued so far."""
 
     audit_head: tuple[int, str] | None = None  # see records.append_audit
 
-    def __init__(self, cur: Any) -> None:
+    def __init__(self, cur: Any, pipeline: Any = None) -> None:
         self._cur = cur
+        self._pipeline = pipeline
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> _PgCursor:
         self._cur.execute(_placeholders(sql), params)
@@ -58,6 +60,8 @@ class _PgCursor:
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None:
+            self._pipeline.sync()  # unlike a fetch, rowcount would not wait: it reads -1
         return int(self._cur.rowcount)
 
 
@@ -130,18 +134,14 @@ class PostgresDriver:
             return group_commit(self._transaction, works, self._translate)
 
     def _transaction(self, works: list[Work[Any]], isolate: bool) -> list[Outcome]:
-        outcomes: list[Outcome] = []
         expected = (MeshError, self._psycopg.errors.IntegrityError)
+        if not isolate:
+            return self._pipelined(works, expected)
+        outcomes: list[Outcome] = []
         with self.pool.connection() as conn, conn.transaction():
             cur = _PgCursor(conn.cursor())
             cur.execute(WRITE_LOCK_SQL)
             for work in works:
-                if not isolate:
-                    try:
-                        outcomes.append((work(cur), None))
-                    except expected as exc:
-                        raise WriteFailed(exc) from exc
-                    continue
                 try:
                     with conn.transaction():  # a savepoint
                         outcomes.append((work(cur), None))
@@ -149,6 +149,25 @@ class PostgresDriver:
                     cur.audit_head = None
                     outcomes.append((None, self._translate(exc)))
         return outcomes
+
+    def _pipelined(
+        self, works: list[Work[Any]], expected: tuple[type[Exception], ...]
+    ) -> list[Outcome]:
+        """The batch in pipeline mode: statements go out without waiting for each other's
+        results, so a batch costs the round trips its reads need (the audit head, once) and
+        one to commit, instead of one a statement. A failed statement surfaces when the
+        pipeline syncs, which rolls the batch back (see WriteFailed)."""
+        try:
+            with (
+                self.pool.connection() as conn,
+                conn.pipeline() as pipeline,
+                conn.transaction(),  # BEGIN and COMMIT ride in the pipeline too
+            ):
+                cur = _PgCursor(conn.cursor(), pipeline)
+                cur.execute(WRITE_LOCK_SQL)
+                return [(work(cur), None) for work in works]
+        except expected as exc:
+            raise WriteFailed(exc) from exc
 
     def _translate(self, exc: Exception) -> Exception:
         if isinstance(exc, self._psycopg.errors.UniqueViolation):

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mesh import audit
-from mesh.errors import Conflict
 from mesh.telemetry import TRUST_BUCKETS
 
 __all__ = [
@@ -79,9 +78,10 @@ def meta_setdefault(key: str, value: str) -> Callable[[Any], str]:
 
 def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.Entry]:
     def work(cur: Any) -> audit.Entry:
+        # A duplicate fails the INSERT (a Conflict once translated) rather than being checked
+        # here: on PostgreSQL a batch's statements are pipelined, and checking would wait.
         cur.execute(
-            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (did) DO NOTHING",
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record["did"],
                 record["public_key"],
@@ -93,8 +93,6 @@ def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.En
                 record["created_at"],
             ),
         )
-        if cur.rowcount == 0:
-            raise Conflict(f"agent {record['did']} is already registered", field="body.public_key")
         summary = {k: record[k] for k in ("name", "sponsor", "capabilities", "policy")}
         return append_audit(
             cur, actor, "agent.registered", record["did"], summary, record["created_at"]
