@@ -93,8 +93,9 @@ class Mesh:
         # (in process, 8 concurrent: 457-584 us without, 300-362 us with; `make bench`).
         gc.freeze()
         # A registration allocates a few hundred objects, so the default thresholds (700, 10,
-        # 10) ran a young collection every request or two; these cut a registration by 10-17
-        # us in process (224-226 -> 207-210 us, /tmp harness, 2 runs) and left hello alone.
+        # 10) ran a young collection every request or two. These took a registration from
+        # 219-224 to 205-219 us of CPU and left hello at 72-74 us (`python -m
+        # mesh.bench.inprocess`, 5 interleaved runs each).
         gc.set_threshold(10_000, 20, 50)
         log.info("mesh replica %s ready on %s", self.node, self.store.backend)
 

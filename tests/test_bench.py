@@ -1,6 +1,12 @@
 """The benchmark's parsers, on output captured from real wrk and mesh runs."""
 
+import asyncio
+from pathlib import Path
+
+import pytest
+
 from mesh.bench.__main__ import _server_quantiles
+from mesh.bench.inprocess import _measure
 from mesh.bench.wrk import parse
 
 WRK = """Running 3s test @ http://127.0.0.1:18181
@@ -35,3 +41,14 @@ def test_server_quantiles_interpolate_within_buckets_as_prometheus_does() -> Non
     ])
     q = _server_quantiles(metrics, name)
     assert q == {"p50_ms": 0.5, "p99_ms": 0.99}
+
+
+def test_in_process_profile_costs_a_registration_more_than_a_hello(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every request must answer 2xx (or the run stops), and a registration does all a hello
+    # does plus a signature check and a durable write.
+    monkeypatch.setenv("MESH_STORAGE_URL", f"sqlite:///{tmp_path / 'm.db'}")
+    monkeypatch.setenv("MESH_ACCESS_LOG", "false")
+    result = asyncio.run(_measure(requests=100, concurrency=8, profile=False))
+    assert 0 < result["hello_us"] < result["registration_us"]
