@@ -88,7 +88,7 @@ class MeshProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"mesh at {self.url} not ready after {timeout}s")
+        raise TimeoutError(f"mesh at {self.url} not ready after {timeout}s; log:\n{self.output()}")
 
     def output(self) -> str:
         if self.log_path is None:

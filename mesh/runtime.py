@@ -83,6 +83,10 @@ class Mesh:
             except StoreUnavailable as exc:
                 log.warning("store not ready yet: %s", exc.message)
                 await asyncio.sleep(1.0)
+            except Exception:
+                # Anything else is a bug; it must show, not leave the replica silently unready.
+                log.exception("preparing the store failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
         await self.revocations.start()
         await self.agents.start()
         self._tasks.append(asyncio.create_task(self._audit_loop()))

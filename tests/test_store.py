@@ -76,3 +76,19 @@ def test_the_trust_score_is_clamped_and_every_change_is_audited() -> None:
         store.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_replica_joining_a_migrated_postgresql_store_gets_ready(pg_url: str) -> None:
+    # A replica's migration runs pipelined on a schema another replica created: its reads in
+    # the pipeline (the genesis check, the issuer seed) must see their own results.
+    async def scenario() -> None:
+        first = await _store(pg_url)
+        for _ in range(10):
+            joining = await _store(pg_url)
+            seed = await joining.call("seed", records.meta_setdefault("k", "v"), write=True)
+            assert seed == "v"
+            joining.close()
+        first.close()
+
+    asyncio.run(scenario())

@@ -4,8 +4,8 @@ worker threads, every statement under ``statement_timeout``.
 Writes are group committed. Every write takes the cluster-wide advisory lock and pays for a
 synchronous commit, so one write at a time per transaction capped registrations at about 560/s
 (`make bench`). Instead, writes queue while the previous batch commits, and the next batch
-runs them all in one transaction; should one fail, the batch reruns with each write in a
-savepoint, so that the failure rolls back alone.
+runs them all in one transaction, pipelined (see ``_pipelined``); should one fail, the batch
+reruns with each write in a savepoint, so that the failure rolls back alone.
 """
 
 from __future__ import annotations
@@ -39,30 +39,41 @@ def _placeholders(sql: str) -> str:
 
 
 class _PgCursor:
-    """Adapts ``?`` placeholders to psycopg's ``%s``; in a pipeline, a fetch or a rowcount
-    waits for the statements queued so far."""
+    """Adapts ``?`` placeholders to psycopg's ``%s``.
+
+    In a pipeline, every statement gets its own psycopg cursor: a cursor with several
+    statements in flight may hand a fetch the result of an earlier one ("the last operation
+    didn't produce records"). A fetch or a rowcount first syncs, so that every statement
+    queued so far, its own included, has its result.
+    """
 
     audit_head: tuple[int, str] | None = None  # see records.append_audit
 
-    def __init__(self, cur: Any, pipeline: Any = None) -> None:
-        self._cur = cur
+    def __init__(self, conn: Any, pipeline: Any = None) -> None:
+        self._conn = conn
+        self._cur = conn.cursor()
         self._pipeline = pipeline
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> _PgCursor:
+        if self._pipeline is not None:
+            self._cur = self._conn.cursor()
         self._cur.execute(_placeholders(sql), params)
         return self
 
+    def _results(self) -> Any:
+        if self._pipeline is not None:
+            self._pipeline.sync()
+        return self._cur
+
     def fetchone(self) -> Any:
-        return self._cur.fetchone()
+        return self._results().fetchone()
 
     def fetchall(self) -> list[Any]:
-        return list(self._cur.fetchall())
+        return list(self._results().fetchall())
 
     @property
     def rowcount(self) -> int:
-        if self._pipeline is not None:
-            self._pipeline.sync()  # unlike a fetch, rowcount would not wait: it reads -1
-        return int(self._cur.rowcount)
+        return int(self._results().rowcount)
 
 
 # Every write takes this transaction-scoped advisory lock, so appends to the audit chain
@@ -127,7 +138,7 @@ class PostgresDriver:
 
     def _read(self, work: Work[T]) -> T:
         with self._errors(), self.pool.connection() as conn:
-            return work(_PgCursor(conn.cursor()))
+            return work(_PgCursor(conn))
 
     def _write(self, works: list[Work[Any]]) -> list[Outcome]:
         with self._errors():
@@ -139,7 +150,7 @@ class PostgresDriver:
             return self._pipelined(works, expected)
         outcomes: list[Outcome] = []
         with self.pool.connection() as conn, conn.transaction():
-            cur = _PgCursor(conn.cursor())
+            cur = _PgCursor(conn)
             cur.execute(WRITE_LOCK_SQL)
             for work in works:
                 try:
@@ -163,7 +174,7 @@ class PostgresDriver:
                 conn.pipeline() as pipeline,
                 conn.transaction(),  # BEGIN and COMMIT ride in the pipeline too
             ):
-                cur = _PgCursor(conn.cursor(), pipeline)
+                cur = _PgCursor(conn, pipeline)
                 cur.execute(WRITE_LOCK_SQL)
                 return [(work(cur), None) for work in works]
         except expected as exc:
