@@ -45,6 +45,8 @@ def test_a_second_registration_of_the_same_key_is_a_conflict(client: httpx.Clien
     key = register(client)
     r = client.post("/v1/agents", json=key.registration("again", "ops@example.com"))
     assert r.status_code == 409 and r.json()["error"] == "conflict"
+    assert r.json()["field"] == "body.public_key"
+    assert r.json()["message"] == f"agent {key.did} is already registered"
 
 
 @pytest.mark.parametrize(("body", "field"), [
