@@ -34,8 +34,9 @@ Outcome = tuple[Any, BaseException | None]  # a write's result, or why it failed
 class WriteFailed(Exception):
     """A write in a batch failed (a duplicate, say). Batches run optimistically as one plain
     transaction; only when one of its writes fails does the batch roll back and run again with
-    each write in its own savepoint, so that the failure rolls back alone. Savepoints for every
-    write cost two statements each: on PostgreSQL, two of a registration's four round trips.
+    each write in its own savepoint, so that the failure rolls back alone. A savepoint costs
+    two statements a write, and catching a failure in one means waiting for its result, which
+    on PostgreSQL would make a pipelined batch wait statement by statement.
     """
 
     def __init__(self, error: Exception) -> None:

@@ -90,6 +90,8 @@ class PostgresDriver:
         from psycopg_pool import ConnectionPool
 
         self._psycopg = psycopg
+        # What a write may fail with and still leave the rest of its batch to commit.
+        self._expected = (MeshError, psycopg.errors.IntegrityError)
         self.url = url
         timeout_ms = int(timeout_s * 1000)
         self.pool = ConnectionPool(
@@ -145,9 +147,8 @@ class PostgresDriver:
             return group_commit(self._transaction, works, self._translate)
 
     def _transaction(self, works: list[Work[Any]], isolate: bool) -> list[Outcome]:
-        expected = (MeshError, self._psycopg.errors.IntegrityError)
         if not isolate:
-            return self._pipelined(works, expected)
+            return self._pipelined(works)
         outcomes: list[Outcome] = []
         with self.pool.connection() as conn, conn.transaction():
             cur = _PgCursor(conn)
@@ -156,14 +157,12 @@ class PostgresDriver:
                 try:
                     with conn.transaction():  # a savepoint
                         outcomes.append((work(cur), None))
-                except expected as exc:
+                except self._expected as exc:
                     cur.audit_head = None
                     outcomes.append((None, self._translate(exc)))
         return outcomes
 
-    def _pipelined(
-        self, works: list[Work[Any]], expected: tuple[type[Exception], ...]
-    ) -> list[Outcome]:
+    def _pipelined(self, works: list[Work[Any]]) -> list[Outcome]:
         """The batch in pipeline mode: statements go out without waiting for each other's
         results, so a batch costs the round trips its reads need (the audit head, once) and
         one to commit, instead of one a statement. A failed statement surfaces when the
@@ -177,7 +176,7 @@ class PostgresDriver:
                 cur = _PgCursor(conn, pipeline)
                 cur.execute(WRITE_LOCK_SQL)
                 return [(work(cur), None) for work in works]
-        except expected as exc:
+        except self._expected as exc:
             raise WriteFailed(exc) from exc
 
     def _translate(self, exc: Exception) -> Exception:
