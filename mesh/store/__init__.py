@@ -1,6 +1,6 @@
 """The store: one async interface over SQLite, PostgreSQL or memory, chosen by URL.
 
-Every call runs under a timeout (the driver's own when it is ``bounded``), is timed into
+Every call runs under a timeout (the driver's own when it bounds such calls), is timed into
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
 """
@@ -60,7 +60,7 @@ class Store:
             timer.observe(time.perf_counter() - started)
 
     async def _attempt(self, work: Work[T], write: bool) -> T:
-        if self.driver.bounded:
+        if self.driver.bounds_writes if write else self.driver.bounds_reads:
             return await self.driver.call(work, write)
         async with asyncio.timeout(self.timeout_s):
             return await self.driver.call(work, write)

@@ -78,9 +78,11 @@ def settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
 
 class Driver(Protocol):
     backend: str
-    # True when the driver bounds every call itself, so the store need not arm a timer: SQLite
-    # never awaits I/O, and its only wait (for another process's lock) is under busy_timeout.
-    bounded: bool
+    # True when the driver bounds such calls itself, so the store need not arm a timer for
+    # each: SQLite never awaits I/O, and its only wait (for another process's lock) is under
+    # busy_timeout. A driver that bounds a call raises TimeoutError when it runs out of time.
+    bounds_reads: bool
+    bounds_writes: bool
 
     async def call(self, work: Work[T], write: bool) -> T: ...
     def close(self) -> None: ...

@@ -16,7 +16,9 @@ from mesh.telemetry import TRUST_BUCKETS
 
 __all__ = [
     "AGENT_COLUMNS",
+    "AUDIT_HEAD_SQL",
     "append_audit",
+    "audit_head",
     "ensure_genesis",
 ]
 
@@ -37,6 +39,14 @@ def agent_row(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+AUDIT_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+
+
+def audit_head(row: tuple[Any, ...] | None) -> tuple[int, str]:
+    """The log's head (seq, hash) from AUDIT_HEAD_SQL's row: before genesis, the seed."""
+    return (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
 def append_audit(
     cur: Any, actor: str, action: str, subject: str, data: dict[str, Any], now: float
 ) -> audit.Entry:
@@ -45,8 +55,7 @@ def append_audit(
     # lock is held, so no one else can append, and a batch of writes reads it once.
     head = getattr(cur, "audit_head", None)
     if head is None:
-        row = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        head = (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), row[1])
+        head = audit_head(cur.execute(AUDIT_HEAD_SQL).fetchone())
     seq, prev = head[0] + 1, head[1]
     text = audit.canonical(data)
     digest = audit.entry_hash(seq, now, actor, action, subject, text, prev)
@@ -274,8 +283,7 @@ def agent_changes(
     agents when the log no longer holds ``since`` as it was (a restore: anything may differ)."""
 
     def work(cur: Any) -> tuple[tuple[int, str], list[str] | None]:
-        row = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        head = (-1, audit.GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+        head = audit_head(cur.execute(AUDIT_HEAD_SQL).fetchone())
         if since is None or head == since:
             return head, []  # one statement a poll while nothing is written
         kept = cur.execute("SELECT hash FROM audit WHERE seq = ?", (since[0],)).fetchone()

@@ -45,7 +45,8 @@ def _translate(exc: Exception) -> Exception:
 
 class SqliteDriver:
     backend = "sqlite"
-    bounded = True  # see Driver; the timer cost 15-20 us a call (py-spy, `make bench`)
+    # See Driver; the timer cost 15-20 us a call (py-spy, `make bench`).
+    bounds_reads = bounds_writes = True
 
     def __init__(self, path: str, busy_timeout_ms: int = 2000) -> None:
         self.path = path

@@ -1,0 +1,161 @@
+"""PostgreSQL batches: INSERTs gathered per table, and batches that run on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from mesh.audit import walk
+from mesh.errors import Conflict
+from mesh.store import Store, open_store, records
+from mesh.store.pgbatch import DeferredCursor, NeedsResult, Statements
+from mesh.telemetry import Metrics
+
+AGENT = "INSERT INTO agents (did, name) VALUES (?, ?)"
+AUDIT = "INSERT INTO audit (seq, hash) VALUES (?, ?)"
+
+
+def test_single_row_inserts_are_gathered_per_table_until_another_statement() -> None:
+    s = Statements()
+    assert s.add(AGENT, ("d1", "a")) and s.add(AUDIT, (1, "h1")) and s.add(AGENT, ("d2", "b"))
+    assert not s.add("DELETE FROM challenges WHERE expires_at < ?", (5.0,))
+    assert s.add(AUDIT, (2, "h2"))
+    out = s.drain()
+    assert [q.split(" (")[0] for q, _ in out] == [
+        "INSERT INTO agents", "INSERT INTO audit", "DELETE FROM challenges WHERE expires_at < %s",
+        "INSERT INTO audit"]
+    assert "json_populate_recordset(NULL::agents, %s)" in out[0][0]
+    assert json.loads(out[0][1][0]) == [{"did": "d1", "name": "a"}, {"did": "d2", "name": "b"}]
+    assert json.loads(out[3][1][0]) == [{"seq": 2, "hash": "h2"}]
+    assert s.drain() == []
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+    "INSERT INTO revocations (jti, reason, revoked_at) VALUES (?, ?, ?) RETURNING seq",
+    "INSERT INTO meta (key, value) VALUES (?, 'fixed')",
+    "UPDATE agents SET trust_score = ? WHERE did = ?",
+])
+def test_statements_with_a_result_or_literals_go_out_as_they_came(sql: str) -> None:
+    s = Statements()
+    assert not s.add(sql, (1, 2))
+    assert s.drain() == [(sql.replace("?", "%s"), (1, 2))]
+
+
+def test_a_row_json_cannot_carry_exactly_goes_row_by_row() -> None:
+    s = Statements()
+    s.add(AGENT, ("d1", "a"))
+    s.add(AGENT, ("d2", math.inf))
+    assert s.drain() == [("INSERT INTO agents (did, name) VALUES (%s, %s)", ("d1", "a")),
+                         ("INSERT INTO agents (did, name) VALUES (%s, %s)", ("d2", math.inf))]
+
+
+def test_asking_for_a_gathered_inserts_result_sends_it_alone() -> None:
+    s = Statements()
+    s.add(AGENT, ("d1", "a"))
+    s.add(AGENT, ("d2", "b"))
+    assert s.ungather_latest() and not s.ungather_latest()
+    out = s.drain()
+    assert json.loads(out[0][1][0]) == [{"did": "d1", "name": "a"}]
+    assert out[1] == ("INSERT INTO agents (did, name) VALUES (%s, %s)", ("d2", "b"))
+
+
+def test_a_deferred_cursor_refuses_to_give_a_result() -> None:
+    cur = DeferredCursor((4, "h4"))
+    cur.execute(AGENT, ("d1", "a"))
+    for ask in (cur.fetchone, cur.fetchall, lambda: cur.rowcount):
+        with pytest.raises(NeedsResult):
+            ask()
+
+
+def _agent(i: int) -> dict[str, Any]:
+    return {"did": f"did:mesh:{i:032x}", "public_key": f"key-{i}", "name": f"a{i}",
+            "sponsor": "a@b.co", "capabilities": ["x", "é"], "policy": "standard",
+            "trust_score": 500, "created_at": time.time() + i / 7}
+
+
+async def _store(url: str) -> Store:
+    store = open_store(url, Metrics(CollectorRegistry()))
+    await store.migrate()
+    return store
+
+
+@pytest.mark.postgres
+def test_registrations_commit_on_the_loop_and_read_back_exactly(pg_url: str) -> None:
+    async def scenario() -> None:
+        store = await _store(pg_url)
+        threaded: list[int] = []
+        run = store.driver._write  # type: ignore[attr-defined]
+
+        def spy(works: list[Any]) -> Any:
+            threaded.append(len(works))
+            return run(works)
+
+        store.driver._write = spy  # type: ignore[attr-defined]
+        agents = [_agent(i) for i in range(40)]
+        await asyncio.gather(*(store.call("create_agent", records.create_agent(a, "t"),
+                                          write=True) for a in agents))
+        assert threaded == []  # no batch needed a worker thread
+        for a in agents:
+            assert await store.call("get", records.get_agent(a["did"])) == a
+        check = walk(await store.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and check.length == 41  # the timestamps hash as they were written
+        store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_writes_that_need_a_result_or_values_json_cannot_carry_still_commit(pg_url: str) -> None:
+    def counted_insert(cur: Any) -> int:
+        cur.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "v"))
+        return int(cur.rowcount)
+
+    async def scenario() -> None:
+        store = await _store(pg_url)
+        forever = records.insert_credential("j1", "did:mesh:x", 1.5, math.inf, "t")
+        await store.call("cred", forever, write=True)  # alone: on the loop
+        results = list(await asyncio.gather(  # in a worker thread, for the rowcount
+            store.call("count", counted_insert, write=True),
+            store.call("cred", records.insert_credential("j2", "d", 1.0, -math.inf, "t"),
+                       write=True),
+        ))
+        assert results == [1, None]
+        dup = records.insert_credential("j1", "did:mesh:x", 1.5, 2.5, "t")
+        with pytest.raises(Conflict):
+            await store.call("cred", dup, write=True)
+        assert await store.call("get", records.get_credential("j1")) == (
+            "did:mesh:x", 1.5, math.inf)
+        assert await store.call("get", records.get_credential("j2")) == ("d", 1.0, -math.inf)
+        check = walk(await store.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and check.length == 3
+        store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_write_connection_that_died_idle_is_replaced_without_losing_the_batch(
+    pg_url: str,
+) -> None:
+    import psycopg
+
+    async def scenario() -> None:
+        store = await _store(pg_url)
+        await store.call("create_agent", records.create_agent(_agent(1), "t"), write=True)
+        writer = store.driver._writer  # type: ignore[attr-defined]
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # as a restart or restore would
+            admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
+        await store.call("create_agent", records.create_agent(_agent(2), "t"), write=True)
+        assert store.driver._writer is not writer  # type: ignore[attr-defined]
+        check = walk(await store.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and check.length == 3
+        store.close()
+
+    asyncio.run(scenario())
