@@ -120,6 +120,9 @@ def test_requests_through_the_front_door_reach_replicas_in_every_zone(
     cluster: dict[str, Any], front: httpx.Client
 ) -> None:
     did = register(front)
+    # `up` waits for each replica to answer ready; HAProxy, whose first checks may have run
+    # before a replica listened, needs two good checks (`rise 2`) to route to it again.
+    _wait(lambda: set(_server_states(cluster).values()) == {"UP"}, timeout=10)
     served = {front.get(f"/v1/agents/{did}").headers["x-served-by"] for _ in range(30)}
     assert served == {f"{z}-{i}" for z in ZONES for i in range(2)}
     # ... and each replica counted them in its own metrics.
