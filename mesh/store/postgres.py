@@ -90,6 +90,13 @@ class _PgCursor:
 # 178-181 (1 or 2 turns changed nothing; one run each of 0-8 turns, wrk as in `make bench`).
 GATHER_TURNS = 3
 
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    """A lost or refused connection, in one line for the 503 body."""
+    text = str(exc).strip()
+    return StoreUnavailable(f"postgresql: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
 # Every write takes this transaction-scoped advisory lock, so appends to the audit chain
 # (and the revocation sequence) are linear across all replicas sharing the database.
 WRITE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7461766)"
@@ -216,8 +223,7 @@ class PostgresDriver:
                 # The connection may have died idle (a restart, a restore): once, a fresh
                 # one retries a batch none of whose writes went out.
                 if sent or retried:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "closed"
-                    raise StoreUnavailable(f"postgresql: {first}") from exc
+                    raise _unavailable(exc) from exc
                 retried = True
             except (MeshError, psycopg.Error):
                 return None
@@ -287,8 +293,7 @@ class PostgresDriver:
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(str(exc).splitlines()[0]) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailable(f"postgresql: {first}") from exc
+            raise _unavailable(exc) from exc
 
     def close(self) -> None:
         self._drop_writer()
