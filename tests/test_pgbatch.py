@@ -150,12 +150,38 @@ def test_a_write_connection_that_died_idle_is_replaced_without_losing_the_batch(
         store = await _store(pg_url)
         await store.call("create_agent", records.create_agent(_agent(1), "t"), write=True)
         writer = store.driver._writer  # type: ignore[attr-defined]
+        pid = writer.info.backend_pid
         with psycopg.connect(pg_url, autocommit=True) as admin:  # as a restart or restore would
-            admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                time.sleep(0.01)  # gone: dead while idle, not as the batch goes out
         await store.call("create_agent", records.create_agent(_agent(2), "t"), write=True)
         assert store.driver._writer is not writer  # type: ignore[attr-defined]
         check = walk(await store.call("audit", records.audit_after(-1, 100)))
         assert check.ok and check.length == 3
         store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_batch_whose_expected_audit_head_moved_reads_it_again(pg_url: str) -> None:
+    """A batch is computed from the head its driver's last batch left. Another replica's
+    writes, or a restore that rewound the log, move it: the batch must see that, under the
+    lock, and chain onto the head that is really there."""
+    import psycopg
+
+    async def scenario() -> None:
+        mine, other = await _store(pg_url), await _store(pg_url)
+        for i in range(3):
+            await mine.call("create", records.create_agent(_agent(2 * i), "t"), write=True)
+            await other.call("create", records.create_agent(_agent(2 * i + 1), "t"), write=True)
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # a restore to an older backup
+            admin.execute("DELETE FROM audit WHERE seq > 4")
+        await mine.call("create", records.create_agent(_agent(9), "t"), write=True)
+        check = walk(await mine.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and check.length == 6, check
+        mine.close()
+        other.close()
 
     asyncio.run(scenario())
