@@ -149,14 +149,14 @@ def test_a_write_connection_that_died_idle_is_replaced_without_losing_the_batch(
     async def scenario() -> None:
         store = await _store(pg_url)
         await store.call("create_agent", records.create_agent(_agent(1), "t"), write=True)
-        writer = store.driver._writer  # type: ignore[attr-defined]
+        writer = store.driver._idle[0]  # type: ignore[attr-defined]
         pid = writer.info.backend_pid
         with psycopg.connect(pg_url, autocommit=True) as admin:  # as a restart or restore would
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
                 time.sleep(0.01)  # gone: dead while idle, not as the batch goes out
         await store.call("create_agent", records.create_agent(_agent(2), "t"), write=True)
-        assert store.driver._writer is not writer  # type: ignore[attr-defined]
+        assert writer not in store.driver._idle  # type: ignore[attr-defined]
         check = walk(await store.call("audit", records.audit_after(-1, 100)))
         assert check.ok and check.length == 3
         store.close()
@@ -183,5 +183,65 @@ def test_a_batch_whose_expected_audit_head_moved_reads_it_again(pg_url: str) -> 
         assert check.ok and check.length == 6, check
         mine.close()
         other.close()
+
+    asyncio.run(scenario())
+
+
+def _in_flight_spy(store: Store) -> list[int]:
+    """Records, each time a batch starts on the loop, how many are running."""
+    driver: Any = store.driver
+    running, seen = [0], []
+    on_loop = driver._on_loop
+
+    async def spy(conn: Any, works: list[Any]) -> Any:
+        running[0] += 1
+        seen.append(running[0])
+        try:
+            return await on_loop(conn, works)
+        finally:
+            running[0] -= 1
+
+    driver._on_loop = spy
+    return seen
+
+
+@pytest.mark.postgres
+def test_two_batches_in_flight_chain_onto_each_other(pg_url: str) -> None:
+    async def scenario() -> None:
+        store = await _store(pg_url)
+        seen = _in_flight_spy(store)
+        agents = [_agent(i) for i in range(120)]
+        for wave in range(0, 120, 40):
+            await asyncio.gather(*(store.call("create", records.create_agent(a, "t"), write=True)
+                                   for a in agents[wave:wave + 40]))
+        assert max(seen) == 2  # the second batch went out before the first had committed
+        check = walk(await store.call("audit", records.audit_after(-1, 200)))
+        assert check.ok and check.length == 121
+        assert [await store.call("get", records.get_agent(a["did"])) for a in agents] == agents
+        store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_failed_batch_fails_the_head_check_of_the_batch_chained_onto_it(pg_url: str) -> None:
+    """The first of two batches in flight holds a duplicate, so it rolls back (and reruns in
+    the threads); the second, computed from the head the first would have left, must not
+    commit onto a head that never was."""
+    async def scenario() -> None:
+        store = await _store(pg_url)
+        seen = _in_flight_spy(store)
+        for wave in (range(20), range(20, 40)):  # the second wave has two connections ready
+            seen.clear()
+            agents = [_agent(0), *(_agent(i) for i in wave[1:])]
+            results = await asyncio.gather(
+                *(store.call("create", records.create_agent(a, "t"), write=True) for a in agents),
+                return_exceptions=True)
+        assert max(seen) == 2
+        assert isinstance(results[0], Conflict) and not any(
+            isinstance(r, BaseException) for r in results[1:])
+        check = walk(await store.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and check.length == 40
+        store.close()
 
     asyncio.run(scenario())
