@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh.bench.__main__ import _server_quantiles
+from mesh.bench.__main__ import _pooled, _server_quantiles
 from mesh.bench.inprocess import _measure
-from mesh.bench.wrk import parse
+from mesh.bench.wrk import WrkResult, parse
 
 WRK = """Running 3s test @ http://127.0.0.1:18181
   1 threads and 32 connections
@@ -52,3 +52,12 @@ def test_in_process_profile_costs_a_registration_more_than_a_hello(
     monkeypatch.setenv("MESH_ACCESS_LOG", "false")
     result = asyncio.run(_measure(requests=100, concurrency=8, profile=False))
     assert 0 < result["hello_us"] < result["registration_us"]
+
+
+def test_alternating_rounds_pool_into_the_mean_rate_and_the_cpu_of_every_request() -> None:
+    rounds = [
+        WrkResult(requests_per_s=4000.0, requests=12000.0, errors=0.0, server_cpu_us=240.0),
+        WrkResult(requests_per_s=3000.0, requests=9000.0, errors=2.0, server_cpu_us=261.0),
+    ]
+    assert _pooled(rounds) == {
+        "requests_per_s": 3500.0, "requests": 21000.0, "errors": 2.0, "server_cpu_us": 249.0}
