@@ -257,7 +257,7 @@ class PostgresDriver:
         None when the batch rolled back for the worker threads to run: a write needed a
         result, or failed (they isolate the failure), or the schema is not there yet."""
         psycopg = self._psycopg
-        head, self._head = self._head, None  # known again once this batch commits
+        head, self._head = self._head, None  # unknown until this batch's writes go out
         try:
             if head is not None:
                 try:
