@@ -69,8 +69,8 @@ def _wrk_with_cpu(server: MeshProcess, url: str, *args: Any) -> WrkResult:
 def _alternating(
     server: MeshProcess, secs: int, conns: int, regs_files: list[Path]
 ) -> tuple[WrkResult, WrkResult, list[float]]:
-    """Hello world and registrations in alternating rounds, one a file of registrations, then
-    pooled, and each round's ratio. The machine is shared: a slow spell that fell on one
+    """Hello world and registrations, alternating, a round for each file of registrations:
+    both pooled, and each round's ratio. The machine is shared: a slow spell that fell on one
     measure's single window moved the ratio by up to 0.03 from run to run; alternating, it
     falls on both."""
     hellos, regs = [], []
