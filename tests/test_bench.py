@@ -61,3 +61,14 @@ def test_alternating_rounds_pool_into_the_mean_rate_and_the_cpu_of_every_request
     ]
     assert _pooled(rounds) == {
         "requests_per_s": 3500.0, "requests": 21000.0, "errors": 2.0, "server_cpu_us": 249.0}
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--seconds", "--connections"])
+def test_a_count_below_one_is_refused_in_one_line_before_anything_starts(flag: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mesh.bench", flag, "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].endswith(f"error: {flag} must be at least 1")

@@ -158,6 +158,9 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternating runs of hello world and registrations"
     )
     args = parser.parse_args()
+    for name in ("seconds", "connections", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     secs, conns = args.seconds, args.connections
     env = {"MESH_RATE_LIMIT_PER_MINUTE": "100000000"}  # measure the decision, not the limiter
     results: dict[str, Any] = {}
