@@ -17,7 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed ## Create .venv and install meshsre with its dev tools (idempotent)
+setup: system-packages $(VENV)/.installed ## Install the Debian packages it runs (apt-get, as root) and .venv with meshsre (idempotent)
+
+system-packages:
+	@scripts/system-packages
 
 test: setup ## Run the project's tests (real PostgreSQL, Redis, Prometheus, HAProxy)
 	$(PY) -m pytest
@@ -38,7 +41,7 @@ bench: setup ## Benchmark the runtime (wrk) and the load generator (Locust vs wr
 	$(PY) -m mesh.bench
 	$(PY) -m loadtests.bench
 
-.PHONY: help setup test lint fmt run bench
+.PHONY: help setup system-packages test lint fmt run bench
 
 dashboards: setup ## Generate the Grafana dashboards and sidecar ConfigMaps into dashboards/build/
 	$(PY) -m dashboards
