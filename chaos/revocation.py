@@ -24,7 +24,7 @@ from requests import RequestException
 
 from chaos import runstate
 from loadtests.revocation import ProbeError, RevocationProbe
-from mesh.platform import get_platform
+from mesh.platforms import get_platform
 
 __all__ = ["GOAL_S", "PRD_LIMIT_S", "nearest_rank", "propagation"]
 
@@ -39,7 +39,7 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 
 def _server_p99(configuration: Mapping[str, Any] | None, seconds: float) -> float | None:
-    url = str(runstate.setting(configuration, "prometheus_url", "PROMETHEUS_URL", ""))
+    url = runstate.cluster_setting(configuration, "prometheus_url", "PROMETHEUS_URL")
     if not url:
         return None
     window = f"{max(10, math.ceil(seconds) + 5)}s"  # + a scrape interval or two

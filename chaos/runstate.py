@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from meshsre import status
+
 if TYPE_CHECKING:  # `meshsre serve` imports the CLI, hence this module: keep it light
     import httpx
 
@@ -26,6 +28,7 @@ __all__ = [
     "RUN_DIR_ENV",
     "Notes",
     "admin_token",
+    "cluster_setting",
     "drill",
     "mesh_client",
     "mesh_url",
@@ -38,6 +41,12 @@ __all__ = [
 RUN_DIR_ENV = "MESHSRE_RUN_DIR"
 OUT_DIR = Path("reports/out")
 _DEFAULT_RUN_DIR: Path | None = None
+_CLUSTER: dict[str, Any] | None = None
+# Where `meshsre status --json` names what a setting left empty falls back to, as the meshsre
+# commands do: a plain `chaos run` needs no environment against the local cluster.
+_CLUSTER_KEYS = {"mesh_url": "front_door", "prometheus_url": "prometheus",
+                 "alertmanager_url": "alertmanager", "alerts_file": "alerts_file",
+                 "admin_token": "admin_token"}
 
 
 def setting(configuration: Mapping[str, Any] | None, key: str, env: str = "",
@@ -57,15 +66,38 @@ def number(configuration: Mapping[str, Any] | None, key: str, default: float) ->
         raise ValueError(f"configuration {key} must be a number, got {value!r}") from exc
 
 
+def _local_cluster() -> dict[str, Any]:
+    """The local cluster of MESHSRE_STATE_DIR (default .meshsre), read once per process; empty
+    when another platform is chosen, MESH_URL names a deployment, or no cluster is up."""
+    global _CLUSTER
+    if _CLUSTER is None:
+        _CLUSTER = {}
+        if (os.environ.get("MESH_PLATFORM") or "local") == "local" \
+                and not os.environ.get("MESH_URL"):
+            with contextlib.suppress(status.StatusUnavailable):
+                _CLUSTER = status.local_cluster(os.environ.get("MESHSRE_STATE_DIR", ".meshsre"))
+    return _CLUSTER
+
+
+def cluster_setting(configuration: Mapping[str, Any] | None, key: str, env: str) -> str:
+    """A setting that, left empty in the configuration and the environment, is read from the
+    local cluster (`meshsre status --json`); "" when there is none."""
+    value = setting(configuration, key, env, "")
+    if value == "":
+        value = _local_cluster().get(_CLUSTER_KEYS[key]) or ""
+    return str(value)
+
+
 def admin_token(secrets: Mapping[str, Any] | None) -> str:
-    token = setting(secrets, "admin_token", "MESH_ADMIN_TOKEN", "")
-    return str(token)
+    """The admin token: the experiment's secret, MESH_ADMIN_TOKEN, else the local cluster's."""
+    return cluster_setting(secrets, "admin_token", "MESH_ADMIN_TOKEN")
 
 
 def mesh_url(configuration: Mapping[str, Any] | None) -> str:
-    url = str(setting(configuration, "mesh_url", "MESH_URL", ""))
+    url = cluster_setting(configuration, "mesh_url", "MESH_URL")
     if not url:
-        raise ValueError("no mesh to talk to: set MESH_URL (or mesh_url in the configuration)")
+        raise ValueError("no mesh to talk to: start the local cluster with `meshsre up`, or set"
+                         " MESH_URL (with PROMETHEUS_URL and MESH_ADMIN_TOKEN) for a deployment")
     return url.rstrip("/")
 
 

@@ -24,7 +24,7 @@ from requests import RequestException
 
 from alerts.catalog import CATALOG, SLO, burn_rate_windows
 from chaos import load, runstate
-from mesh.platform import get_platform
+from mesh.platforms import get_platform
 
 __all__ = ["client_within", "front_door_ready", "limit_of", "page_factor", "replicas_ready", "slo",
            "slo_within", "within_limit"]
@@ -52,7 +52,7 @@ def limit_of(objective: SLO, factor: float | None = None) -> float:
 
 
 def _query(configuration: Mapping[str, Any] | None, promql: str) -> float | None:
-    url = str(runstate.setting(configuration, "prometheus_url", "PROMETHEUS_URL", ""))
+    url = runstate.cluster_setting(configuration, "prometheus_url", "PROMETHEUS_URL")
     if not url:
         raise ActivityFailed("no Prometheus to ask: set PROMETHEUS_URL")
     try:

@@ -28,7 +28,7 @@ from chaoslib.exceptions import ActivityFailed
 from alerts.catalog import BACKUP_FRESHNESS
 from chaos import load, runstate
 from loadtests.ledger import LedgerCheckError, missing
-from mesh.platform import get_platform
+from mesh.platforms import get_platform
 
 __all__ = [
     "audit_chain_valid",

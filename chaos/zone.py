@@ -20,7 +20,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from chaos import load, runstate, steady
 from mesh.local.webhook import read_alerts
-from mesh.platform import get_platform
+from mesh.platforms import get_platform
 
 __all__ = ["fail_zone", "observe_failure", "recovery", "restore_zone", "time_to_detect"]
 
@@ -138,8 +138,8 @@ def time_to_detect(alerts: Sequence[str] = ("MeshZoneDown",), timeout: float = 1
     the failed zone, when the alert has a zone label) that fired after it."""
     fault_at, timeout = _fault_at(configuration), float(timeout)
     zone = _zone(configuration, zone)
-    alerts_file = runstate.setting(configuration, "alerts_file", "MESHSRE_ALERTS_FILE", "")
-    am_url = runstate.setting(configuration, "alertmanager_url", "ALERTMANAGER_URL", "")
+    alerts_file = runstate.cluster_setting(configuration, "alerts_file", "MESHSRE_ALERTS_FILE")
+    am_url = runstate.cluster_setting(configuration, "alertmanager_url", "ALERTMANAGER_URL")
     if not alerts_file and not am_url:
         raise ActivityFailed("nowhere to see alerts: set MESHSRE_ALERTS_FILE or ALERTMANAGER_URL")
     source = "webhook" if alerts_file else "alertmanager-api"

@@ -14,6 +14,7 @@ cost per request (signing included), which is what bounds a nightly run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -34,9 +35,10 @@ import httpx
 
 from loadtests.run import LoadRun, run
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "workers_for"]
 
 ROUTE = "/health/live"
+HEADROOM = 0.7
 _WRK_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(ms|s|m)")
 
 
@@ -151,9 +153,20 @@ def table(result: dict[str, Any]) -> str:
                      f" {r['cpu_seconds']:>7.2f} {per_core:>11}")
     lines.append(f"locust/wrk requests per core on {result['route']}:"
                  f" {result['locust_to_wrk_per_core']}")
-    lines.append(f"mesh workload: about {result['mesh_workload_capacity_per_core']} req/s"
-                 " per generator core (signing included)")
+    capacity = result["mesh_workload_capacity_per_core"]
+    lines.append(f"mesh workload: about {capacity} req/s per generator core (signing included)")
+    if capacity:
+        sizes = ", ".join(f"{rate:,} req/s -> {workers_for(rate, capacity)}"
+                          for rate in (100, 500, 1000, 5000))
+        lines.append(f"sizing at {HEADROOM:.0%} of a core per Locust process: {sizes}"
+                     " (processes: 1 is plain `meshsre loadtest`, more is --workers N)")
     return "\n".join(lines)
+
+
+def workers_for(rate: float, capacity_per_core: float) -> int:
+    """Locust processes (one core each) a mesh-workload rate needs, kept at HEADROOM of a
+    core: a generator near 100% delays its own sends and understates the system."""
+    return max(1, math.ceil(rate / (capacity_per_core * HEADROOM)))
 
 
 @click.command()

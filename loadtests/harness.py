@@ -26,7 +26,7 @@ from loadtests.pacer import Pacer
 from loadtests.recorder import Recorder
 from loadtests.revocation import ProbeError, Propagation, RevocationProbe
 from loadtests.shapes import PacedShape
-from loadtests.sli import Snapshot, scrape
+from loadtests.sli import Snapshot, host_target, scrape
 
 __all__ = ["RATE_MESSAGE", "Harness", "options"]
 
@@ -64,6 +64,10 @@ class Harness:
         self.slots: gevent.queue.Queue[float] = gevent.queue.Queue()
         self.ready_users = 0  # users done with their setup: no slot is released before one is
         self.metrics_before: dict[str, Snapshot] | None = None  # every replica, at the start
+        # Whose /metrics give the server-side SLIs: the replicas named, or the host itself
+        # when it is one mesh process; none (client timings) says why in sli_fallback.
+        self.sli_targets: list[str] = []
+        self.sli_fallback = ""
 
     @property
     def runner(self) -> Runner:
@@ -111,8 +115,7 @@ class Harness:
         if not isinstance(self.runner, MasterRunner):  # the master has no users
             self._greenlets.append(gevent.spawn(self._release_slots))
         if not self.is_worker:
-            if self.sli_replicas():
-                self.metrics_before = scrape(self.sli_replicas())
+            self._choose_sli_targets()
             self._greenlets.append(gevent.spawn(self._control))
             if self.admin_token and options(self.env).revocation_every > 0:
                 self._greenlets.append(gevent.spawn(self._probe_revocations))
@@ -217,6 +220,19 @@ class Harness:
     def sli_replicas(self) -> list[str]:
         """Replicas named by --replicas: the only ones whose /metrics can be read one by one."""
         return [u.strip() for u in options(self.env).replicas.split(",") if u.strip()]
+
+    def _choose_sli_targets(self) -> None:
+        targets, why = self.sli_replicas(), ""
+        if not targets:
+            targets, why = host_target(str(self.env.host).rstrip("/"))
+        before = scrape(targets) if targets else None
+        if before is None:
+            why = why or f"the replicas' /metrics could not be read ({', '.join(targets)})"
+            targets = []
+        self.sli_targets, self.sli_fallback, self.metrics_before = targets, why, before
+        if why:
+            log.warning("server-side SLIs unavailable, judging latency on client timings: %s",
+                        why)
 
     def replicas(self) -> list[str]:
         return self.sli_replicas() or [str(self.env.host)]

@@ -190,6 +190,11 @@ class MeshAgent(FastHttpUser):
         return None
 
     @task(1)
+    def liveness(self) -> None:
+        # No work in the server: its client time is the overhead of every other request's.
+        self.send("GET", "/health/live", "/health/live")
+
+    @task(1)
     def read_audit(self) -> None:
         if not self.admin:
             return self.read_agent()

@@ -10,7 +10,8 @@ say which requests a load test must count and what makes one bad:
   objective's share (99%) of that route's requests within the bucket's ``le`` (5 ms), which is
   "p99 under 5 ms" said exactly. Judged on the mesh's own histogram over the run when every
   replica's /metrics can be scraped (the SLI is timed inside the server), else on the
-  client's service time (HTTP and network included: stricter);
+  client's service time (HTTP, network and the generator included: stricter), with the
+  client's own overhead beside it, measured on a request the server does no work for;
 - the revocation-propagation SLI is checked on the revocation probe's measured delays.
 
 >>> [t.id for t in derive()][:2]
@@ -42,6 +43,9 @@ _LATENCY_SCOPES = {
     "agentmesh_api_request_duration_seconds": {},
 }
 _PROPAGATION = "agentmesh_revocation_propagation_seconds"
+# The workload's request that does no work in the server: its client time is what HTTP, the
+# network and the generator itself add to every client timing.
+OVERHEAD_ROUTE = "GET /health/live"
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,16 @@ class Verdict:
                 "basis": self.basis}
 
 
-def _judge(t: Threshold, routes: Mapping[str, Cell], server: ServerSLI | None) -> Verdict:
+def client_overhead(routes: Mapping[str, Cell]) -> str:
+    cell = routes.get(OVERHEAD_ROUTE)
+    if cell is None or not cell.requests:
+        return ""
+    return (f"the client's own overhead ({OVERHEAD_ROUTE}, no work in the server) p50"
+            f" {cell.service.quantile(0.5):.2f} ms, p99 {cell.service.quantile(0.99):.2f} ms")
+
+
+def _judge(t: Threshold, routes: Mapping[str, Cell], server: ServerSLI | None,
+           fallback: str) -> Verdict:
     cells = [c for key, c in routes.items() if t.covers(*key.split(" ", 1))]
     events = sum(c.requests for c in cells)
     if t.kind == "error_ratio":
@@ -165,6 +178,8 @@ def _judge(t: Threshold, routes: Mapping[str, Cell], server: ServerSLI | None) -
     q = f"p{t.limit * 100:g}"
     client = (f"{q} {merged.quantile(t.limit):.2f} ms service time,"
               f" {corrected.quantile(t.limit):.2f} ms from the intended send time")
+    if overhead := client_overhead(routes):
+        client += f"; {overhead}"
     good, total = server(*t.sli) if server is not None else (0.0, 0.0)
     if total > 0:
         # The SLI as the catalog defines it (inside the server), over this run's window.
@@ -175,9 +190,10 @@ def _judge(t: Threshold, routes: Mapping[str, Cell], server: ServerSLI | None) -
     if not events:
         return Verdict(t, 0, None, None, f"no requests matched ({t.describe()})")
     share = merged.share_at_most(t.le_ms)
+    why = f" because {fallback}" if fallback else ""
     return Verdict(t, events, share, share >= t.limit,
-                   f"{share:.2%} of {events} within {t.le_ms:g} ms client side, HTTP included"
-                   f" (objective {t.limit:.0%}); {client}")
+                   f"{share:.2%} of {events} within {t.le_ms:g} ms by client timings{why},"
+                   f" HTTP and the generator included (objective {t.limit:.0%}); {client}")
 
 
 def _judge_propagation(t: Threshold, delays: Sequence[float | None]) -> Verdict:
@@ -192,10 +208,11 @@ def _judge_propagation(t: Threshold, delays: Sequence[float | None]) -> Verdict:
 
 
 def evaluate(thresholds: Sequence[Threshold], routes: Mapping[str, Cell],
-             delays: Sequence[float | None] = (),
-             server: ServerSLI | None = None) -> list[Verdict]:
+             delays: Sequence[float | None] = (), server: ServerSLI | None = None,
+             fallback: str = "") -> list[Verdict]:
     """Judge every threshold. Latency uses the mesh's own SLI when ``server`` can give it
     (every replica scraped at both ends of the run), else the client's service times, which
-    include HTTP and the network and so are stricter than the SLO."""
+    include HTTP, the network and the generator and so are stricter than the SLO; then
+    ``fallback`` says why, and the detail gives the client's measured overhead."""
     return [_judge_propagation(t, delays) if t.kind == "propagation"
-            else _judge(t, routes, server) for t in thresholds]
+            else _judge(t, routes, server, fallback) for t in thresholds]

@@ -17,7 +17,7 @@ import locust
 
 from loadtests import record
 from loadtests.harness import Harness, options
-from loadtests.sli import Snapshot, increase, scrape
+from loadtests.sli import START_TIME, Snapshot, increase, scrape
 from loadtests.thresholds import ServerSLI, Verdict, derive, evaluate
 
 if TYPE_CHECKING:
@@ -114,14 +114,27 @@ def _server_sli(before: dict[str, Snapshot], after: dict[str, Snapshot]) -> Serv
     return sli
 
 
+def _same_process(before: dict[str, Snapshot], after: dict[str, Snapshot]) -> bool:
+    return all(after[url].total(START_TIME) == snap.total(START_TIME)
+               for url, snap in before.items() if url in after)
+
+
 def finish_run(h: Harness, environment: Environment) -> int:
     opts = options(environment)
     run_id = opts.run_id or record.default_run_id()
     run_dir = Path(opts.run_dir) if opts.run_dir else record.OUT_DIR / run_id
-    after = scrape(h.sli_replicas()) if h.metrics_before else None
+    after = scrape(h.sli_targets) if h.metrics_before else None
+    fallback = h.sli_fallback
+    if h.metrics_before and after is None:
+        fallback = "the server's /metrics could not be read at the end of the run"
+    elif h.metrics_before and after and not h.sli_replicas() \
+            and not _same_process(h.metrics_before, after):
+        # A named replica that restarts reads as a counter reset; the host alone may now be
+        # answered by another process behind the same address.
+        fallback, after = "the process behind the host restarted during the run", None
     server = _server_sli(h.metrics_before, after) if h.metrics_before and after else None
     verdicts = evaluate(derive(), h.recorder.routes, [p.seconds for p in h.propagations],
-                        server)
+                        server, fallback)
     parameters = {
         "host": environment.host, "shape": opts.shape, "users": opts.num_users,
         "rate": opts.rate, "duration_s": opts.run_time or None,
@@ -130,7 +143,8 @@ def finish_run(h: Harness, environment: Environment) -> int:
         "max_lag_s": opts.max_lag, "late_after_s": opts.late_after,
         "agents_per_user": opts.agents_per_user, "revocation_every_s": opts.revocation_every,
         "admin_token": h.admin_token is not None, "locust_version": locust.__version__,
-        "sli_replicas": h.sli_replicas() if after else [],
+        "sli_replicas": h.sli_targets if server else [],
+        "sli_basis": "server" if server else "client", "sli_fallback": fallback,
     }
     rec = record.build(
         run_id=run_id, parameters=parameters, started=h.started, ended=h.ended or time.time(),

@@ -6,21 +6,22 @@ machine (``mesh.local.platform``); ``kubernetes`` cordons the nodes of a zone an
 mesh pods there. Every method returns JSON-safe data describing what it did, so a Chaos
 Toolkit activity can return it as is.
 
+>>> from mesh.platforms import get_platform
 >>> platform = get_platform()  # MESH_PLATFORM, else local  # doctest: +SKIP
 >>> platform.fail_zone("a")["killed"]  # doctest: +SKIP
 ['mesh-a-0', 'mesh-a-1']
+
+The implementations import this module, never the other way: ``mesh.platforms`` picks one by
+name.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["PLATFORMS", "Platform", "PlatformError", "Replica", "get_platform"]
-
-PLATFORMS = ("local", "kubernetes")
+__all__ = ["Platform", "PlatformError", "Replica"]
 
 
 class PlatformError(Exception):
@@ -63,19 +64,3 @@ class Platform(Protocol):
     def restore(self, src: str | Path, timeout: float = 60.0) -> dict[str, Any]:
         """Restore the store from a backup into a fresh target and bring every replica back."""
         ...
-
-
-def get_platform(name: str | None = None) -> Platform:
-    """The platform named by ``name`` or ``MESH_PLATFORM`` (default ``local``)."""
-    chosen = name or os.environ.get("MESH_PLATFORM") or "local"
-    if chosen == "local":
-        from mesh.local.platform import LocalPlatform
-
-        return LocalPlatform()
-    if chosen == "kubernetes":
-        from mesh.k8s.platform import KubernetesPlatform
-
-        return KubernetesPlatform()
-    raise PlatformError(
-        f"unknown platform {chosen!r} (MESH_PLATFORM): use {' or '.join(PLATFORMS)}"
-    )

@@ -46,6 +46,7 @@ class Mesh:
         self.metrics.build_info.labels(
             __version__, platform.python_version(), self.store.backend
         ).set(1)
+        self.metrics.start_time.set(time.time())
         self.breaker = CircuitBreaker("redis", self.metrics.breaker_state)
         self.revocations = RevocationBook(
             self.store,

@@ -27,11 +27,14 @@ class StoreCollector(Collector):
         self._at = 0.0
 
     async def refresh(self) -> None:
-        if self._stats is None or time.monotonic() - self._at > self.max_age_s:
-            from mesh.store import records
+        if self._at and time.monotonic() - self._at <= self.max_age_s:
+            return
+        from mesh.store import records
 
-            self._stats = await self.store.call("stats", records.stats)
-            self._at = time.monotonic()
+        # Timed from the attempt: a dead store costs one scrape its timeout every max_age_s,
+        # not every scrape (the stats stay stale meanwhile).
+        self._at = time.monotonic()
+        self._stats = await self.store.call("stats", records.stats)
 
     def collect(self) -> Iterator[Metric]:
         # Stats come from refresh(), awaited by the /metrics handler; never query here, because

@@ -212,6 +212,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "Always 1; labels carry the version, Python version and storage backend.",
         ("version", "python", "backend"),
     ),
+    # The standard name: restarts show as changes, and a scraper behind a load balancer can
+    # tell whether two scrapes reached the same process.
+    MetricSpec(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
 )
 
 # Known label values, for rules, dashboards and tests (route is the route template).
@@ -298,3 +305,4 @@ class Metrics:
         self.store_up: Gauge = make("agentmesh_store_up")  # type: ignore[assignment]
         self.breaker_state: Gauge = make("agentmesh_circuit_breaker_state")  # type: ignore[assignment]
         self.build_info: Gauge = make("agentmesh_build_info")  # type: ignore[assignment]
+        self.start_time: Gauge = make("process_start_time_seconds")  # type: ignore[assignment]

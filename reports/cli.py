@@ -12,28 +12,14 @@ from pathlib import Path
 
 import click
 
-__all__ = ["nightly", "parse_fail_on", "report"]
+__all__ = ["nightly", "report"]
 
 EXIT_USAGE = 2
 
 
-def parse_fail_on(value: str) -> frozenset[str]:
-    """``slo,drill``, ``any`` or ``none``; ValueError naming what is unknown."""
-    from reports.report import FAIL_ON
-
-    chosen = {v.strip() for v in value.split(",") if v.strip()}
-    if chosen == {"none"}:
-        return frozenset()
-    if chosen == {"any"}:
-        return FAIL_ON
-    unknown = chosen - FAIL_ON
-    if unknown:
-        raise ValueError(f"unknown {', '.join(sorted(unknown))}: choose from"
-                         f" {', '.join(sorted(FAIL_ON))}, or any, or none")
-    return frozenset(chosen)
-
-
 def _fail_on(ctx: click.Context, param: click.Parameter, value: str) -> frozenset[str]:
+    from reports.report import parse_fail_on
+
     try:
         return parse_fail_on(value)
     except ValueError as exc:

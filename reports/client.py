@@ -118,13 +118,17 @@ def phases(load: LoadRecord, faults: Sequence[Fault]) -> list[Window]:
     return [w for w in out if w.end > w.start]
 
 
-def client_counts(loads: Sequence[LoadRecord], slo_id: str) -> tuple[float, float, str] | None:
-    """(bad, total, basis) of one SLO over every load record that judged it."""
+def client_counts(loads: Sequence[LoadRecord], slo_id: str,
+                  only: str = "") -> tuple[float, float, str] | None:
+    """(bad, total, basis) of one SLO over every load record that judged it (on the basis
+    ``only``, when given: "server" is the mesh's /metrics as the load test read them)."""
     bad = total = 0.0
     basis = ""
     for load in loads:
         for t in load.data["thresholds"]:
             if t["id"] != slo_id or not t["events"] or t["observed"] is None:
+                continue
+            if only and t.get("basis", "client") != only:
                 continue
             events, observed = float(t["events"]), float(t["observed"])
             bad += round(observed * events) if t["kind"] == "error_ratio" else \

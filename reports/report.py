@@ -18,7 +18,7 @@ from reports.records import read_run
 from reports.render import write_all
 
 __all__ = ["DEFAULT_FAIL_ON", "EXIT_BREACHED", "EXIT_OK", "FAIL_ON", "Report", "exit_code",
-           "make_report"]
+           "make_report", "parse_fail_on"]
 
 EXIT_OK, EXIT_BREACHED = 0, 1
 # What can fail a run: a breached SLO, a failed drill objective, a failed chaos experiment
@@ -26,6 +26,20 @@ EXIT_OK, EXIT_BREACHED = 0, 1
 # client/server disagreement beyond one point.
 FAIL_ON = frozenset({"slo", "drill", "chaos", "load", "disagreement"})
 DEFAULT_FAIL_ON = frozenset({"slo", "drill"})
+
+
+def parse_fail_on(value: str) -> frozenset[str]:
+    """``slo,drill``, ``any`` or ``none``; ValueError naming what is unknown."""
+    chosen = {v.strip() for v in value.split(",") if v.strip()}
+    if chosen == {"none"}:
+        return frozenset()
+    if chosen == {"any"}:
+        return FAIL_ON
+    unknown = chosen - FAIL_ON
+    if unknown:
+        raise ValueError(f"unknown {', '.join(sorted(unknown))}: choose from"
+                         f" {', '.join(sorted(FAIL_ON))}, or any, or none")
+    return frozenset(chosen)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reports.cli import parse_fail_on
+from reports.report import parse_fail_on
 
 __all__ = ["FULL", "QUICK", "Settings", "SettingsError"]
 

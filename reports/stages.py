@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from meshsre import status
-from reports.nightly import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
+from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "run_all"]
+__all__ = ["CHAOS_STAGES", "chaos", "down", "report", "steady", "up"]
 
 CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 
 
-def _up(job: Nightly, stage: Stage) -> str:
+def up(job: Nightly, stage: Stage) -> str:
     s = job.settings
     state = ["--state-dir", s.state_dir]
     job.command(stage, [MESHSRE, "down", "--purge", *state], 60)  # a clean slate every night
@@ -44,7 +44,7 @@ def _up(job: Nightly, stage: Stage) -> str:
             f" front door {job.cluster['front_door']}")
 
 
-def _steady(job: Nightly, stage: Stage) -> str:
+def steady(job: Nightly, stage: Stage) -> str:
     s = job.settings
     # Every replica by its own URL: the load test reads their /metrics for the server-side
     # SLIs and runs its revocation probe across them. A remote mesh is reached by its URL only.
@@ -111,14 +111,13 @@ def _chaos(job: Nightly, stage: Stage, name: str) -> str:
     return f"{word}: {_figures(name, rec)}"
 
 
-def _chaos_body(job: Nightly, name: str) -> Callable[[Stage], str]:
+def chaos(job: Nightly, name: str) -> Callable[[Stage], str]:
     return lambda stage: _chaos(job, stage, name)
 
 
-def _report(job: Nightly) -> int:
-    from reports.cli import parse_fail_on
+def report(job: Nightly) -> int:
     from reports.records import RecordError
-    from reports.report import exit_code, make_report
+    from reports.report import exit_code, make_report, parse_fail_on
 
     stage = Stage("report", started_at=time.time())
     job.stages.append(stage)
@@ -152,36 +151,8 @@ def _report(job: Nightly) -> int:
     return code
 
 
-def _down(job: Nightly, stage: Stage) -> str:
+def down(job: Nightly, stage: Stage) -> str:
     code = job.command(stage, [MESHSRE, "down", "--state-dir", job.settings.state_dir], 120)
     if code != 0:
         raise StageError(f"meshsre down exited {code}")
     return f"stopped (state, logs and data kept in {job.settings.state_dir})"
-
-
-def run_all(job: Nightly) -> int:
-    s = job.settings
-    code = EXIT_ERROR
-    try:
-        if s.local:
-            up = job.run_stage("up", f"zones {s.zones}, {s.replicas} replica(s) per zone,"
-                               f" {s.storage}", lambda st: _up(job, st))
-            if up.status != "ok":
-                return EXIT_ERROR
-        job.run_stage("steady-load", f"{s.steady_seconds} s at {s.rate:g} req/s,"
-                      f" {s.users} users", lambda st: _steady(job, st))
-        for name in CHAOS_STAGES:
-            job.run_stage(name, f"meshsre chaos {name}", _chaos_body(job, name))
-    finally:
-        try:
-            if any(st.name in ("steady-load", *CHAOS_STAGES) for st in job.stages):
-                code = _report(job)
-        finally:
-            if s.local and job.stages:
-                job.run_stage("down", "stopping the local cluster", lambda st: _down(job, st))
-    errors = [st.name for st in job.stages if st.status == "error"]
-    if errors:
-        job.progress.say(f"stages that could not run: {', '.join(errors)}")
-        return EXIT_ERROR
-    job.progress.say(f"exit {code}: {'passed' if code == 0 else 'breached'}")
-    return code

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import struct
 import threading
@@ -30,6 +31,7 @@ _CHUNK = 64 * 1024
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
+        self._rotation: itertools.cycle[tuple[str, int]] | None = None
         self.host = host
         self.port = 0
         self.mode: CutMode | None = None  # None: forwarding
@@ -46,6 +48,10 @@ class TcpProxy:
         self._thread.start()
         self._run(self._listen())
         return self
+
+    def round_robin(self, *targets: tuple[str, int]) -> None:
+        """Send each new connection to the next of ``targets``, as a load balancer does."""
+        self._rotation = itertools.cycle(targets)
 
     def cut(self, mode: CutMode = "refuse") -> None:
         self._run(self._cut(mode))
@@ -112,7 +118,8 @@ class TcpProxy:
         upstream_w: asyncio.StreamWriter | None = None
         try:
             await self._flowing.wait()  # a blackholed connect hangs here, as on a partition
-            upstream_r, upstream_w = await asyncio.open_connection(*self.target)
+            target = next(self._rotation) if self._rotation else self.target
+            upstream_r, upstream_w = await asyncio.open_connection(*target)
             await asyncio.gather(self._pump(client_r, upstream_w),
                                  self._pump(upstream_r, client_w))
         except (OSError, asyncio.IncompleteReadError):

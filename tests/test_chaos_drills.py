@@ -8,7 +8,10 @@ Measurements are printed (run with -s to see them).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,7 @@ from mesh.local.platform import LocalPlatform
 from mesh.local.render import render_all
 from mesh.local.state import StateDir
 from tests.chaoskit import chaos
-from tests.clusterkit import meshsre
+from tests.clusterkit import MESHSRE, meshsre
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +80,26 @@ def test_revocation_under_load_reaches_every_replica_with_p99_recorded(
     assert m["samples"] == 10 * 2 and m["unpropagated"] == 0
     assert m["p50_seconds"] <= m["p99_seconds"] <= 5.0
     assert rec["objectives"]["revocation-p99"]["met"]
+
+
+def test_plain_chaos_run_finds_the_local_cluster_with_no_environment_set(
+    cluster: Path, tmp_path: Path,
+) -> None:
+    # As a user runs it from a checkout: `chaos run chaos/revocation.json`, .meshsre in the
+    # working directory, and nothing exported: no MESH_URL, PROMETHEUS_URL or admin token.
+    (tmp_path / ".meshsre").symlink_to(cluster)
+    experiment = Path(__file__).parents[1] / "chaos" / "revocation.json"
+    done = subprocess.run(
+        [str(Path(MESHSRE).with_name("chaos")), "--no-version-check", "run",
+         "--rollback-strategy", "always", "--var", "rounds=3",
+         str(experiment)],
+        cwd=tmp_path, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
+        timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (record,) = (tmp_path / "reports" / "out").glob("*-chaos/chaos-revocation.json")
+    rec = json.loads(record.read_text())
+    assert rec["passed"], rec["failures"]
+    assert rec["measurements"]["samples"] == 3 * 2 and rec["measurements"]["unpropagated"] == 0
 
 
 def test_backup_restore_on_sqlite_keeps_the_chain_and_measures_rto_and_rpo(

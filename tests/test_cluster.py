@@ -270,13 +270,21 @@ def _bindable(host: str, port: int) -> bool:
         return True
 
 
-def test_down_leaves_no_process_and_frees_every_port(cluster: dict[str, Any]) -> None:
+def test_down_under_load_returns_only_when_no_process_is_left_and_every_port_is_free(
+    cluster: dict[str, Any], front: httpx.Client,
+) -> None:
     state = StateDir(cluster["state_path"]).load()
     assert state is not None
     recorded = [proc_of(c) for c in state.components]
     ports = [(c.host, c.port) for c in state.components]
     ports += [(c.host, c.aux_port) for c in state.components if c.aux_port]
-    done = meshsre("down", "--state-dir", str(cluster["state_path"]))
+    stream = Stream(cluster["front_door"], rate_per_thread=50, threads=4).start(register(front))
+    try:
+        time.sleep(2)
+        assert len(stream.outcomes) > 100 and stream.errors() == 0
+        done = meshsre("down", "--state-dir", str(cluster["state_path"]))
+    finally:
+        stream.stop()
     assert done.returncode == 0, done.stderr
     assert not any(procs.alive(p) for p in recorded)
     assert procs.find_tagged(str(cluster["state_path"])) == []

@@ -22,7 +22,8 @@ from kubernetes import client
 
 from mesh.k8s import jobs
 from mesh.k8s.platform import CORDONED_BY, KubernetesPlatform, Settings
-from mesh.platform import Platform, PlatformError, get_platform
+from mesh.platform import Platform, PlatformError
+from mesh.platforms import get_platform
 from mesh.process import ADMIN_TOKEN, MeshProcess
 from tests.apiclient import register
 from tests.conftest import temporary_database

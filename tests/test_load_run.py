@@ -15,6 +15,7 @@ import pytest
 
 from loadtests import record
 from loadtests.ledger import missing
+from loadtests.sli import host_target
 from loadtests.thresholds import derive
 from mesh.process import ADMIN_TOKEN, MeshProcess, free_port
 from tests.tcpproxy import TcpProxy
@@ -24,6 +25,7 @@ WORKLOAD_ROUTES = {
     "POST /v1/agents", "GET /v1/agents/{did}", "POST /v1/handshakes/challenge",
     "POST /v1/handshakes/verify", "POST /v1/policy/decide", "POST /v1/credentials",
     "POST /v1/credentials/verify", "POST /v1/credentials/{jti}/revoke", "GET /v1/audit",
+    "GET /health/live",
 }
 Run = tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]
 
@@ -134,6 +136,34 @@ def test_a_mesh_whose_store_is_unreachable_fails_the_run_and_the_breached_thresh
     assert {"api-availability", "registration-availability"} <= set(rec["verdict"]["breached"])
     assert rec["verdict"]["valid"] and rec["totals"]["server_errors"] > 0
     assert rec["ledger"]["count"] == 0  # nothing was acknowledged, nothing is promised
+
+
+@pytest.mark.slow
+def test_a_bare_host_is_judged_on_its_own_metrics_and_one_healthy_mesh_passes_at_50_per_second(
+    tmp_path: Path,
+) -> None:
+    with MeshProcess(f"sqlite:///{tmp_path / 'mesh.db'}") as mesh:
+        done = loadtest("--host", mesh.url, "--users", "10", "--rate", "50", "--duration",
+                        "20s", "--run-id", "bare", "--out", str(tmp_path))
+    rec = record.read(tmp_path / "bare" / "load.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert rec["parameters"]["sli_basis"] == "server"
+    assert rec["parameters"]["sli_replicas"] == [mesh.url]
+    (latency,) = [t for t in rec["thresholds"] if t["id"] == "policy-decision-latency"]
+    assert latency["basis"] == "server" and latency["passed"]
+    assert "the client's own overhead (GET /health/live" in latency["detail"]
+
+
+def test_a_host_that_answers_from_several_processes_is_not_read_as_one(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'mesh.db'}"
+    with MeshProcess(db) as a, MeshProcess(db, zone="b") as b, \
+            TcpProxy("127.0.0.1", a.port) as proxy:
+        assert host_target(a.url) == ([a.url], "")
+        proxy.round_robin(("127.0.0.1", a.port), ("127.0.0.1", b.port))
+        url = f"http://127.0.0.1:{proxy.port}"
+        targets, why = host_target(url)
+    assert targets == [] and "answered from 2 processes (a load balancer)" in why
+    assert "--replicas" in why
 
 
 def test_an_unreachable_host_fails_in_one_line_within_five_seconds(tmp_path: Path) -> None:

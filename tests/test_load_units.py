@@ -197,6 +197,17 @@ def test_latency_is_judged_on_the_meshs_own_histogram_when_the_replicas_were_scr
     assert server["policy-decision-latency"].basis == "server"
 
 
+def test_a_client_timing_verdict_says_why_and_gives_the_clients_own_overhead() -> None:
+    routes = {"POST /v1/policy/decide": _cell({200: 100}, ms=9.0),
+              "GET /health/live": _cell({200: 50}, ms=4.0)}
+    (latency,) = [v for v in evaluate(derive(), routes, fallback="no /metrics here")
+                  if v.threshold.id == "policy-decision-latency"]
+    assert latency.basis == "client" and latency.passed is False
+    assert "by client timings because no /metrics here" in latency.detail
+    assert "the client's own overhead (GET /health/live" in latency.detail
+    assert "p99 4.0" in latency.detail
+
+
 def test_revocation_delays_pass_under_five_seconds_and_a_timeout_fails() -> None:
     t = [t for t in derive() if t.kind == "propagation"]
     assert evaluate(t, {}, [0.01, 0.2])[0].passed is True

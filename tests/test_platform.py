@@ -9,7 +9,8 @@ import pytest
 from mesh.local.errors import NotUpError
 from mesh.local.platform import LocalPlatform
 from mesh.local.state import StateDir
-from mesh.platform import Platform, PlatformError, Replica, get_platform
+from mesh.platform import Platform, PlatformError, Replica
+from mesh.platforms import get_platform
 
 
 def test_the_local_platform_is_the_default_and_satisfies_the_contract(

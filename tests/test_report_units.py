@@ -105,7 +105,7 @@ def test_a_setting_the_job_cannot_use_is_named(env: dict[str, str], message: str
 
 
 def test_each_experiment_gets_only_the_settings_it_declares() -> None:
-    from reports.nightly import Nightly
+    from reports.job import Nightly
     from reports.progress import Progress
     from reports.stages import _variables
 

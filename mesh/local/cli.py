@@ -138,7 +138,10 @@ def down(purge: bool, state_dir: Path) -> None:
     from mesh.local.cluster import Cluster
 
     paths = StateDir(state_dir)
-    result = Cluster(paths).down()
+    try:
+        result = Cluster(paths).down()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
     for name, outcome in sorted(result.items()):
         click.echo(f"{name}: {outcome}")
     if not result:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from mesh.local import procs
-from mesh.local.errors import NotReadyError, NotUpError
+from mesh.local.errors import ClusterError, NotReadyError, NotUpError
 from mesh.local.render import RULES_DIR, render_all
 from mesh.local.spec import ClusterSpec, plan
 from mesh.local.state import ClusterState, Component, StateDir
@@ -180,10 +180,19 @@ class Cluster:
         recorded = {c.name: p for c in ordered if (p := proc_of(c)) is not None}
         outcome = procs.stop_all(list(recorded.values()), grace)
         result = {name: outcome[p.pid] for name, p in recorded.items()}
-        # Anything carrying our tag that the state file missed (an `up` killed mid-start).
-        strays = procs.find_tagged(str(self.paths.root))
-        for pid, how in procs.stop_all(strays, grace).items():
-            result[f"pid {pid}"] = how
+        return {**result, **self._stop_strays(grace)}
+
+    def _stop_strays(self, grace: float) -> dict[str, str]:
+        """Stop whatever still carries our tag (an `up` killed mid-start left it out of the
+        state file, or it outlived its group's leader), until nothing does: `down` returns
+        only when every process it started is gone."""
+        tag, result = str(self.paths.root), {}
+        deadline = time.monotonic() + grace + 10.0
+        while strays := procs.find_tagged(tag):
+            if time.monotonic() > deadline:
+                pids = ", ".join(str(p.pid) for p in strays)
+                raise ClusterError(f"still running after SIGKILL: pid {pids}; see `ps -p {pids}`")
+            result.update({f"pid {pid}": how for pid, how in procs.stop_all(strays, grace).items()})
         return result
 
     def down(self, grace: float = 5.0) -> dict[str, str]:
@@ -191,8 +200,7 @@ class Cluster:
         with self.paths.locked():
             state = self.paths.load()
             if state is None:
-                strays = procs.find_tagged(str(self.paths.root))
-                return {f"pid {p}": how for p, how in procs.stop_all(strays, grace).items()}
+                return self._stop_strays(grace)
             result = self._stop(state, grace)
             self.paths.forget()
             return result

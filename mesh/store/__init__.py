@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from mesh.errors import StoreUnavailable
 from mesh.store import records, schema
-from mesh.store.driver import Driver, Work, open_driver
+from mesh.store.backends import open_driver
+from mesh.store.driver import Driver, Work
 from mesh.telemetry import Metrics
 
 __all__ = ["Store", "open_store", "records"]

@@ -21,7 +21,6 @@ __all__ = [
     "WriteFailed",
     "group_commit",
     "live",
-    "open_driver",
     "settle",
 ]
 
@@ -86,18 +85,3 @@ class Driver(Protocol):
 
     async def call(self, work: Work[T], write: bool) -> T: ...
     def close(self) -> None: ...
-
-
-def open_driver(url: str, timeout_s: float = 2.0) -> Driver:
-    from mesh.store.postgres import PostgresDriver
-    from mesh.store.sqlite import SqliteDriver
-
-    if url in ("memory://", "sqlite://", "sqlite:///:memory:"):
-        return SqliteDriver(":memory:")
-    if url.startswith("sqlite:///"):
-        return SqliteDriver(url.removeprefix("sqlite:///"), busy_timeout_ms=int(timeout_s * 1000))
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDriver(url, timeout_s=timeout_s)
-    raise ValueError(
-        f"unsupported storage URL {url!r}: use sqlite:///PATH, postgresql://... or memory://"
-    )
