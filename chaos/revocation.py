@@ -61,7 +61,8 @@ def propagation(rounds: int = 20, prd_limit: float = PRD_LIMIT_S, goal: float = 
     replicas = [r.url for r in get_platform().replicas() if r.ready]
     if len(replicas) < 2:
         raise ActivityFailed(f"need two ready replicas to time propagation, have {replicas}")
-    probe = RevocationProbe(replicas, runstate.admin_token(secrets), timeout=prd_limit * 2)
+    token = runstate.required_admin_token(secrets, "revoking credentials")
+    probe = RevocationProbe(replicas, token, timeout=prd_limit * 2)
     delays: list[float] = []
     unpropagated: list[str] = []
     began = time.monotonic()

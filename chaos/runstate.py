@@ -34,6 +34,7 @@ __all__ = [
     "mesh_url",
     "notes",
     "number",
+    "required_admin_token",
     "run_dir",
     "setting",
 ]
@@ -41,7 +42,7 @@ __all__ = [
 RUN_DIR_ENV = "MESHSRE_RUN_DIR"
 OUT_DIR = Path("reports/out")
 _DEFAULT_RUN_DIR: Path | None = None
-_CLUSTER: dict[str, Any] | None = None
+_CLUSTERS: dict[str, dict[str, Any]] = {}  # by state directory
 # Where `meshsre status --json` names what a setting left empty falls back to, as the meshsre
 # commands do: a plain `chaos run` needs no environment against the local cluster.
 _CLUSTER_KEYS = {"mesh_url": "front_door", "prometheus_url": "prometheus",
@@ -69,14 +70,15 @@ def number(configuration: Mapping[str, Any] | None, key: str, default: float) ->
 def _local_cluster() -> dict[str, Any]:
     """The local cluster of MESHSRE_STATE_DIR (default .meshsre), read once per process; empty
     when another platform is chosen, MESH_URL names a deployment, or no cluster is up."""
-    global _CLUSTER
-    if _CLUSTER is None:
-        _CLUSTER = {}
-        if (os.environ.get("MESH_PLATFORM") or "local") == "local" \
-                and not os.environ.get("MESH_URL"):
-            with contextlib.suppress(status.StatusUnavailable):
-                _CLUSTER = status.local_cluster(os.environ.get("MESHSRE_STATE_DIR", ".meshsre"))
-    return _CLUSTER
+    if (os.environ.get("MESH_PLATFORM") or "local") != "local" or os.environ.get("MESH_URL"):
+        return {}
+    state_dir = os.environ.get("MESHSRE_STATE_DIR", ".meshsre")
+    if state_dir not in _CLUSTERS:
+        try:
+            _CLUSTERS[state_dir] = status.local_cluster(state_dir)
+        except status.StatusUnavailable:
+            _CLUSTERS[state_dir] = {}
+    return _CLUSTERS[state_dir]
 
 
 def cluster_setting(configuration: Mapping[str, Any] | None, key: str, env: str) -> str:
@@ -91,6 +93,27 @@ def cluster_setting(configuration: Mapping[str, Any] | None, key: str, env: str)
 def admin_token(secrets: Mapping[str, Any] | None) -> str:
     """The admin token: the experiment's secret, MESH_ADMIN_TOKEN, else the local cluster's."""
     return cluster_setting(secrets, "admin_token", "MESH_ADMIN_TOKEN")
+
+
+NO_TOKEN = ("needs the admin token: export MESH_ADMIN_TOKEN (or give secrets.mesh.admin_token in"
+            " a --var-file); against `meshsre up` it is read from the cluster")
+
+
+def required_admin_token(secrets: Mapping[str, Any] | None, what: str) -> str:
+    """The admin token, or ActivityFailed saying that ``what`` needs one and where it goes."""
+    token = admin_token(secrets)
+    if not token:
+        from chaoslib.exceptions import ActivityFailed
+
+        raise ActivityFailed(f"{what} {NO_TOKEN}")
+    return token
+
+
+def _refused_for_want_of_token(response: httpx.Response) -> None:
+    if response.status_code == 401:
+        from chaoslib.exceptions import ActivityFailed
+
+        raise ActivityFailed(f"{response.request.method} {response.request.url.path} {NO_TOKEN}")
 
 
 def mesh_url(configuration: Mapping[str, Any] | None) -> str:
@@ -109,8 +132,9 @@ def mesh_client(configuration: Mapping[str, Any] | None, secrets: Mapping[str, A
 
     token = admin_token(secrets)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    hooks = {} if token else {"response": [_refused_for_want_of_token]}
     return httpx.Client(base_url=mesh_url(configuration), headers=headers, timeout=timeout,
-                        trust_env=False)
+                        trust_env=False, event_hooks=hooks)
 
 
 def drill(configuration: Mapping[str, Any] | None) -> str:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaoslib.exceptions import InvalidActivity
+from chaoslib.exceptions import ActivityFailed, InvalidActivity
 from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
 from alerts.catalog import CATALOG
-from chaos import steady
+from chaos import runstate, steady, store
 from chaos.runner import EXPERIMENTS, experiment_path
+from mesh.process import ADMIN_TOKEN, MeshProcess
 
 CHAOS = str(Path(sys.executable).with_name("chaos"))
 
@@ -106,3 +107,17 @@ def test_every_activity_takes_configuration_and_secrets(name: str) -> None:
         func = getattr(importlib.import_module(provider["module"]), provider["func"])
         params = inspect.signature(func).parameters
         assert {"configuration", "secrets"} <= set(params), activity["name"]
+
+
+def test_a_deployment_that_needs_the_admin_token_gets_a_step_that_says_where_it_goes(
+    mesh: MeshProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("MESH_URL", mesh.url)  # a deployment: no local cluster to read it from
+    config = {"run_dir": str(tmp_path), "drill": "backup-restore"}
+    with pytest.raises(ActivityFailed, match="GET /v1/audit/verify needs the admin token:"
+                       " export MESH_ADMIN_TOKEN"):
+        store.audit_chain_valid(configuration=config, secrets={"admin_token": ""})
+    with pytest.raises(ActivityFailed, match="revoking credentials needs the admin token"):
+        runstate.required_admin_token({"admin_token": ""}, "revoking credentials")
+    assert store.audit_chain_valid(configuration=config,
+                                   secrets={"admin_token": ADMIN_TOKEN})["ok"]
