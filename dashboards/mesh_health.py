@@ -113,7 +113,12 @@ def _credentials_and_audit(g: Grid) -> None:
     g.add(stat(
         "Mesh build", "Replicas by version and storage backend, from agentmesh_build_info.",
         [(f"count by (version, backend) (agentmesh_build_info{{{MESH}}})",
-          "{{version}} on {{backend}}")], "short"), 12, 6)
+          "{{version}} on {{backend}}")], "short"), 6, 6)
+    g.add(stat(
+        "Shortest replica uptime", "Time since the youngest mesh process started, from "
+        "process_start_time_seconds: a crash loop keeps it low.",
+        [(f"min(time() - process_start_time_seconds{{{MESH}}})", "uptime")], "s",
+        thresholds=steps("orange", (300, "green"))), 6, 6)
 
 
 def build() -> Dashboard:
