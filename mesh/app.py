@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.types import Scope
 
 from mesh import __version__
 from mesh.api import agents, audit, credentials, decisions, handshakes, health
-from mesh.errors import MeshError
+from mesh.errors import MeshError, RateLimited
 from mesh.middleware import EdgeMiddleware
 from mesh.runtime import Mesh
 from mesh.settings import Settings
@@ -56,7 +57,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _mesh_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MeshError)
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif exc.status == 503:
+        headers = {"Retry-After": "1"}
     return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
 
 
@@ -118,8 +123,10 @@ def create_app(
         EdgeMiddleware,
         metrics=mesh.metrics,
         tracer=tracer(settings.zone, settings.replica),
+        limits=mesh.limits,
         max_inflight=settings.max_inflight,
         max_body=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
         access_log=settings.access_log,
         routes=app.router.routes,
     )

@@ -1,12 +1,16 @@
 """Who is asking: the admin (bearer token) or an agent (Ed25519-signed request headers).
 
-A signed request covers method, path, timestamp and a digest of the body; it is accepted for
-``proof_max_age_seconds`` either side of the server's clock.
+A signed request covers method, path, query string, timestamp, nonce and a digest of the
+body (``meshsre.identity.request_message``). It is accepted once: at most
+``proof_max_age_seconds`` old, at most ``future_skew_seconds`` ahead of the server's clock,
+and with a nonce no replica has accepted before (``mesh.replay``). Then the agent's rate
+limit applies (``mesh.limits``): after the signature, so that no one else can spend it.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -14,13 +18,15 @@ from typing import Any
 
 from fastapi import Request
 
-from mesh.errors import Forbidden, Unauthorized
+from mesh.errors import Forbidden, MeshError, RateLimited, Unauthorized
 from mesh.runtime import Mesh
 from meshsre import identity
 
 __all__ = ["ADMIN", "Caller", "authenticate"]
 
 ADMIN = "admin"
+_TIMESTAMP = re.compile(r"-?[0-9]{1,12}")
+_NONCE = re.compile(identity.NONCE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -55,35 +61,84 @@ async def authenticate(
     if not did:
         raise Unauthorized(
             f"sign the request as the agent ({identity.AGENT_HEADER}, "
-            f"{identity.TIMESTAMP_HEADER}, {identity.SIGNATURE_HEADER}) or send the admin token",
+            f"{identity.TIMESTAMP_HEADER}, {identity.NONCE_HEADER}, "
+            f"{identity.SIGNATURE_HEADER}) or send the admin token",
             field="header.x-mesh-agent",
         )
     if subject is not None and did != subject:
         raise Forbidden(f"agent {did} may not act for {subject}", field="header.x-mesh-agent")
-    ts_text = request.headers.get(identity.TIMESTAMP_HEADER, "")
-    if not re.fullmatch(r"-?[0-9]{1,12}", ts_text):
-        raise Unauthorized("timestamp header must be unix seconds", field="header.x-mesh-timestamp")
-    if abs(time.time() - int(ts_text)) > mesh.settings.proof_max_age_seconds:
-        raise Unauthorized(
-            "signed request is older than 5 minutes (or from the future)",
-            field="header.x-mesh-timestamp",
-        )
-    try:
-        signature = identity.b64decode(request.headers.get(identity.SIGNATURE_HEADER, ""))
-    except ValueError as exc:
-        raise Unauthorized(
-            "signature header is not valid base64", field="header.x-mesh-signature"
-        ) from exc
-    agent = await mesh.agents.get(did)
-    if agent is None:
-        raise Unauthorized(f"unknown agent {did}", field="header.x-mesh-agent")
-    message = identity.request_message(
-        request.method, request.url.path, int(ts_text), await request.body()
-    )
-    public_key = identity.b64decode(agent["public_key"])
-    if not identity.verify(public_key, signature, message):
-        raise Unauthorized(
-            "request signature does not verify with the agent's key",
-            field="header.x-mesh-signature",
+    agent = await _verified(mesh, request, did)
+    wait = await mesh.limits.wait("agent", did, time.time())
+    if wait > 0:
+        mesh.metrics.rejected.labels("agent_rate").inc()
+        raise RateLimited(
+            f"agent {did} is over its rate limit of {mesh.settings.rate_limit_per_minute}"
+            f" signed requests a minute; retry after {math.ceil(wait)} s",
+            retry_after=wait,
         )
     return Caller(did, agent)
+
+
+def _refused(mesh: Mesh, result: str, message: str, field: str) -> Unauthorized:
+    mesh.metrics.signed_requests.labels(result).inc()
+    return Unauthorized(message, field=field)
+
+
+async def _verified(mesh: Mesh, request: Request, did: str) -> dict[str, Any]:
+    """The signing agent's record, once the request is shown to be its own and new."""
+    headers, settings = request.headers, mesh.settings
+    ts_text = headers.get(identity.TIMESTAMP_HEADER, "")
+    if not _TIMESTAMP.fullmatch(ts_text):
+        raise _refused(
+            mesh, "invalid", "timestamp header must be unix seconds", "header.x-mesh-timestamp"
+        )
+    timestamp = int(ts_text)
+    if not settings.in_window(timestamp, time.time()):
+        raise _refused(
+            mesh,
+            "expired",
+            "signed request is older than 5 minutes, or dated ahead of the server's clock by"
+            f" more than {settings.future_skew_seconds} s",
+            "header.x-mesh-timestamp",
+        )
+    nonce = headers.get(identity.NONCE_HEADER, "")
+    if not _NONCE.fullmatch(nonce):
+        raise _refused(
+            mesh,
+            "invalid",
+            "nonce header must be 16 to 64 characters of A-Z, a-z, 0-9, _ or -, new for"
+            " every request",
+            "header.x-mesh-nonce",
+        )
+    try:
+        signature = identity.b64decode(headers.get(identity.SIGNATURE_HEADER, ""))
+    except ValueError:
+        raise _refused(
+            mesh, "invalid", "signature header is not valid base64", "header.x-mesh-signature"
+        ) from None
+    agent = await mesh.agents.get(did)
+    if agent is None:
+        raise _refused(mesh, "unknown_agent", f"unknown agent {did}", "header.x-mesh-agent")
+    scope = request.scope
+    message = identity.request_message(
+        scope["method"],
+        scope["path"],
+        scope["query_string"].decode("latin-1"),
+        timestamp,
+        nonce,
+        await request.body(),
+    )
+    if not identity.verify(identity.b64decode(agent["public_key"]), signature, message):
+        raise _refused(
+            mesh,
+            "bad_signature",
+            "request signature does not verify with the agent's key",
+            "header.x-mesh-signature",
+        )
+    try:
+        await mesh.replays.claim(did, nonce, timestamp + settings.proof_max_age_seconds + 1)
+    except MeshError as exc:
+        mesh.metrics.signed_requests.labels("replayed" if exc.status == 409 else "unchecked").inc()
+        raise
+    mesh.metrics.signed_requests.labels("accepted").inc()
+    return agent

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,18 +19,42 @@ from meshsre import identity
 __all__ = ["Issuer", "Verdict"]
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url (RFC 7515): the URL-safe alphabet, no padding, and the one canonical
+    spelling of the bytes (no stray bits in the last character); ValueError otherwise."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url(raw) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return raw
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
 class Verdict:
     valid: bool
-    reason: str  # "valid" or why not: malformed, bad_signature, expired, revoked
+    # "valid" or why not: malformed, bad_signature, expired, lifetime_exceeded, revoked
+    # (and unknown_subject, which the API decides: the issuer knows no agents)
+    reason: str
     claims: dict[str, Any]
 
 
@@ -65,27 +89,42 @@ class Issuer:
         return {"token": token, **claims}
 
     def verify(
-        self, token: str, revoked: set[str] | frozenset[str], now: float | None = None
+        self,
+        token: str,
+        revoked: set[str] | frozenset[str],
+        now: float | None = None,
+        max_ttl_s: int = 900,
+        skew_s: int = 10,
     ) -> Verdict:
+        """The verdict on a token: signed by this issuer, well formed, live, no longer-lived
+        than ``max_ttl_s``, not issued in the future (beyond ``skew_s``), not revoked. The
+        signature is checked before the claims are parsed."""
         parts = token.split(".")
         if len(parts) != 3:
             return Verdict(False, "malformed", {})
         try:
-            header = json.loads(_unb64url(parts[0]))
-            claims = json.loads(_unb64url(parts[1]))
-            signature = _unb64url(parts[2])
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            header_raw, claims_raw, signature = (_unb64url(p) for p in parts)
+        except ValueError:
             return Verdict(False, "malformed", {})
-        if not isinstance(header, dict) or not isinstance(claims, dict):
+        header = _json_object(header_raw)
+        if header is None:
             return Verdict(False, "malformed", {})
         if header.get("alg") != "EdDSA" or header.get("kid") != self.kid:
             return Verdict(False, "bad_signature", {})
         if not identity.verify(self._public, signature, f"{parts[0]}.{parts[1]}".encode()):
             return Verdict(False, "bad_signature", {})
-        if not isinstance(claims.get("exp"), int) or not isinstance(claims.get("jti"), str):
+        claims = _json_object(claims_raw)
+        if (
+            claims is None
+            or not all(_is_int(claims.get(k)) for k in ("iat", "exp"))
+            or not all(isinstance(claims.get(k), str) for k in ("jti", "sub"))
+        ):
             return Verdict(False, "malformed", {})
-        if claims["exp"] <= (time.time() if now is None else now):
+        now = time.time() if now is None else now
+        if claims["exp"] <= now:
             return Verdict(False, "expired", claims)
+        if claims["exp"] - claims["iat"] > max_ttl_s or claims["iat"] > now + skew_s:
+            return Verdict(False, "lifetime_exceeded", claims)
         if claims["jti"] in revoked:
             return Verdict(False, "revoked", claims)
         return Verdict(True, "valid", claims)

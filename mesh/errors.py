@@ -10,6 +10,8 @@ __all__ = [
     "MalformedBody",
     "MeshError",
     "NotFound",
+    "RateLimited",
+    "Replayed",
     "StoreUnavailable",
     "Unauthorized",
 ]
@@ -68,6 +70,23 @@ class NotFound(MeshError):
 class Conflict(MeshError):
     status = 409
     code = "conflict"
+
+
+class Replayed(Conflict):
+    """A signed request seen before: its nonce was already used, through any replica."""
+
+    code = "replayed"
+
+
+class RateLimited(MeshError):
+    """Over a rate limit: not a denial by policy, and it costs the agent no trust."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(MeshError):

@@ -1,28 +1,38 @@
-"""The ASGI edge of every request: request id and trace context, the concurrency limit (429),
-the body size limit (413), the request-duration metric by route template, the access log, and
-a JSON 500 instead of a traceback. Plain ASGI, because BaseHTTPMiddleware costs a task per call."""
+"""The ASGI edge of every request: request id and trace context, the client rate limit (429),
+the body size and time limits (413, 408), the concurrency limit (429), the request-duration
+metric by route template, the access log, and a JSON 500 instead of a traceback. Plain ASGI,
+because BaseHTTPMiddleware costs a task per call.
+
+A request's body is read whole before it takes an in-flight slot, so a client that sends
+slowly holds a connection, never a slot. A client that hangs up before its answer is recorded
+as 499 (as nginx does): its own doing, not a server error, and never logged as one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mesh.limits import RateLimits
 from mesh.logs import REQUEST_ID, TRACE_ID
 from mesh.telemetry import Metrics
 from mesh.tracing import PROPAGATOR
 
-__all__ = ["EdgeMiddleware"]
+__all__ = ["CLIENT_CLOSED", "EdgeMiddleware"]
 
 log = logging.getLogger("mesh.access")
 # Probes and scrapes are never shed: a loaded replica must still say whether it is alive.
 _UNLIMITED = ("/health/", "/metrics")
+CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up before the answer
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -57,16 +67,20 @@ class EdgeMiddleware:
         app: ASGIApp,
         metrics: Metrics,
         tracer: trace.Tracer,
+        limits: RateLimits,
         max_inflight: int,
         max_body: int,
+        body_timeout: float,
         access_log: bool,
         routes: list[Any],
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.tracer = tracer
+        self.limits = limits
         self.max_inflight = max_inflight
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.access_log = access_log
         self.in_flight = 0
         # Read at scrape time: two locked gauge updates a request cost more than the counter.
@@ -74,11 +88,12 @@ class EdgeMiddleware:
         self.routes = routes  # the app's routes, to name requests rejected before routing
 
     async def _buffer(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when it is over the size limit."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                raise ClientDisconnect()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -165,6 +180,43 @@ class EdgeMiddleware:
             await reply(413, {"error": "body_too_large", "field": "body", "message": message}, [])
 
         limited = not scope["path"].startswith(_UNLIMITED)
+        if limited:
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            wait = await self.limits.wait("client", client, time.time())
+            if wait > 0:
+                self.metrics.rejected.labels("client_rate").inc()
+                message = f"client {client} is over its rate limit; retry after {math.ceil(wait)} s"
+                await reply(
+                    429,
+                    {"error": "rate_limited", "message": message},
+                    [(b"retry-after", str(math.ceil(wait)).encode())],
+                )
+                return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await too_large()
+            return
+        if (declared is not None and declared != b"0") or b"transfer-encoding" in headers:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    buffered = await self._buffer(receive)
+            except TimeoutError:
+                self.metrics.rejected.labels("body_timeout").inc()
+                message = f"the request body did not arrive within {self.body_timeout:g} s"
+                await reply(
+                    408,
+                    {"error": "body_timeout", "field": "body", "message": message},
+                    [(b"connection", b"close")],
+                )
+                return
+            except ClientDisconnect:
+                status[0] = CLIENT_CLOSED
+                return
+            if buffered is None:
+                await too_large()
+                return
+            receive = _replay(buffered, receive)
+
         if limited and self.in_flight >= self.max_inflight:
             self.metrics.rejected.labels("concurrency").inc()
             await reply(
@@ -173,19 +225,6 @@ class EdgeMiddleware:
                 [(b"retry-after", b"1")],
             )
             return
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await too_large()
-            return
-
-        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            # A chunked body has no declared size: read it here, up to the limit, and replay
-            # it, so that an oversized body gets 413 whichever way it arrives.
-            buffered = await self._buffer(receive)
-            if buffered is None:
-                await too_large()
-                return
-            receive = _replay(buffered, receive)
 
         started = False
 
@@ -201,6 +240,9 @@ class EdgeMiddleware:
             self.in_flight += 1
         try:
             await self.app(scope, receive, tracked_send)
+        except ClientDisconnect:
+            if not started:
+                status[0] = CLIENT_CLOSED
         except Exception:
             log.exception("unhandled error", extra={"path": scope["path"]})
             if not started:

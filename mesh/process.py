@@ -40,7 +40,15 @@ class MeshProcess:
         self.host, self.port = host, free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.storage, self.redis, self.zone, self.replica = storage, redis, zone, replica
-        self.env = {"MESH_ADMIN_TOKEN": ADMIN_TOKEN, "MESH_ACCESS_LOG": "false", **(env or {})}
+        self.env = {
+            "MESH_ADMIN_TOKEN": ADMIN_TOKEN,
+            "MESH_ACCESS_LOG": "false",
+            # Tests and benchmarks drive a mesh from one address far faster than any client
+            # should; a test of the client limit sets its own.
+            "MESH_CLIENT_RATE_PER_SECOND": "1000000",
+            "MESH_CLIENT_BURST": "1000000",
+            **(env or {}),
+        }
         self.core = core  # pin to one CPU (benchmarks), via taskset
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None

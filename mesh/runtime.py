@@ -1,5 +1,5 @@
 """One mesh process's long-lived parts and their lifecycle: store, issuer key, revocations,
-rate limiter, Redis breaker, and the background checks."""
+replay guard, rate limits, Redis and its breaker, and the background checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -19,8 +20,9 @@ from mesh.audit import ChainCheck
 from mesh.breaker import CircuitBreaker
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
-from mesh.policy import RateLimiter
+from mesh.limits import RateLimits
 from mesh.registry import AgentCache
+from mesh.replay import ReplayGuard
 from mesh.revocation import RevocationBook
 from mesh.settings import Settings
 from mesh.stats import StoreCollector
@@ -56,7 +58,15 @@ class Mesh:
             self.breaker,
         )
         self.agents = AgentCache(self.store, self.metrics, settings.revocation_poll_seconds)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.redis = _redis(settings.redis_url)
+        self.replays = ReplayGuard(self.store, self.redis, self.breaker)
+        self.limits = RateLimits(
+            settings.client_rate_per_second,
+            settings.client_burst,
+            settings.rate_limit_per_minute,
+            self.redis,
+            self.breaker,
+        )
         self.issuer: Issuer | None = None
         self.ready = False
         self._chain = ChainCheck()
@@ -90,6 +100,7 @@ class Mesh:
                 await asyncio.sleep(1.0)
         await self.revocations.start()
         await self.agents.start()
+        await self.replays.start()
         self._tasks.append(asyncio.create_task(self._audit_loop()))
         self.ready = True
         # Everything loaded so far (FastAPI, pydantic schemas, OpenTelemetry, the modules)
@@ -175,8 +186,22 @@ class Mesh:
                 await task
         await self.revocations.stop()
         await self.agents.stop()
+        await self.replays.stop()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
         self.store.close()
 
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def _redis(url: str | None) -> Any:
+    """The client for replay checks and rate limits: a call fails within 0.25 s, and the
+    breaker then stops calling."""
+    if not url:
+        return None
+    import redis.asyncio as aioredis
+
+    return aioredis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)

@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from mesh.app import create_app
+from mesh.httpguard import guarded_protocol
 from mesh.logs import configure
 from mesh.settings import Settings
 
@@ -28,6 +29,7 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         raise SystemExit(f"error: {name}: {first['msg']}") from None
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    trusted = [a.strip() for a in settings.trusted_proxies.split(",") if a.strip()]
     uvicorn.run(
         app,
         host=host,
@@ -35,6 +37,14 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(
+            settings.header_timeout_seconds,
+            settings.max_header_bytes,
+            app.state.mesh.metrics.rejected,
+        ),
+        # X-Forwarded-For names the client (for its rate limit) only when a trusted proxy
+        # sent it; by default no one is trusted, and the peer's address is the client.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         timeout_graceful_shutdown=5,
     )

@@ -19,7 +19,9 @@ __all__ = [
     "LATENCY_BUCKETS",
     "POLICIES",
     "PROPAGATION_CHANNELS",
+    "REJECTION_REASONS",
     "ROUTES",
+    "SIGNED_RESULTS",
     "VERIFICATION_RESULTS",
     "MetricSpec",
     "Metrics",
@@ -91,8 +93,16 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agentmesh_requests_rejected",
         "counter",
-        "Requests turned away before reaching a handler, by reason (concurrency, body_too_large).",
+        "Requests turned away by a limit, by reason (concurrency, body_too_large,"
+        " body_timeout, header_timeout, header_too_large, client_rate, agent_rate).",
         ("reason",),
+    ),
+    MetricSpec(
+        "agentmesh_signed_request",
+        "counter",
+        "Agent-signed requests by result: accepted, or why not (replayed, expired, bad_signature,"
+        " unknown_agent, invalid, unchecked when the replay store was unreachable).",
+        ("result",),
     ),
     MetricSpec(
         "agentmesh_handshake",
@@ -250,7 +260,33 @@ HANDSHAKE_RESULTS = (
     "low_trust",
     "revoked",
 )
-VERIFICATION_RESULTS = ("valid", "revoked", "expired", "bad_signature", "malformed")
+VERIFICATION_RESULTS = (
+    "valid",
+    "revoked",
+    "expired",
+    "bad_signature",
+    "malformed",
+    "lifetime_exceeded",
+    "unknown_subject",
+)
+SIGNED_RESULTS = (
+    "accepted",
+    "replayed",
+    "expired",
+    "bad_signature",
+    "unknown_agent",
+    "invalid",
+    "unchecked",
+)
+REJECTION_REASONS = (
+    "concurrency",
+    "body_too_large",
+    "body_timeout",
+    "header_timeout",
+    "header_too_large",
+    "client_rate",
+    "agent_rate",
+)
 PROPAGATION_CHANNELS = ("poll", "postgres", "redis")
 POLICIES = ("strict", "standard", "permissive")
 
@@ -288,6 +324,7 @@ class Metrics:
         self.request_duration: Histogram = make("agentmesh_api_request_duration_seconds")  # type: ignore[assignment]
         self.in_flight: Gauge = make("agentmesh_http_requests_in_flight")  # type: ignore[assignment]
         self.rejected: Counter = make("agentmesh_requests_rejected")  # type: ignore[assignment]
+        self.signed_requests: Counter = make("agentmesh_signed_request")  # type: ignore[assignment]
         self.handshakes: Counter = make("agentmesh_handshake")  # type: ignore[assignment]
         self.decision_duration: Histogram = make("agentmesh_policy_decision_duration_seconds")  # type: ignore[assignment]
         self.tool_calls: Counter = make("agentmesh_tool_call")  # type: ignore[assignment]

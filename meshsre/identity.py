@@ -4,6 +4,11 @@ Both sides use it: the runtime verifies, clients (load tests, suites, chaos prob
 the wire format, not the runtime, so the suite can use it and still treat the mesh as a black
 box. The private key never leaves the client.
 
+A signed request carries the agent's DID, a timestamp, a nonce and an Ed25519 signature over
+all of them with the method, path, query string and body digest (``request_message``). The
+mesh accepts it once: the nonce is remembered, by every replica, for as long as the
+timestamp is acceptable.
+
 >>> agent = AgentKey.generate()
 >>> agent.did.startswith("did:mesh:") and len(agent.did) == 9 + 32
 True
@@ -14,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -24,6 +30,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "AGENT_HEADER",
+    "NONCE_HEADER",
+    "NONCE_PATTERN",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "AgentKey",
@@ -31,6 +39,7 @@ __all__ = [
     "b64encode",
     "did_for",
     "handshake_message",
+    "new_nonce",
     "proof_message",
     "request_message",
     "verify",
@@ -38,7 +47,13 @@ __all__ = [
 
 AGENT_HEADER = "X-Mesh-Agent"
 TIMESTAMP_HEADER = "X-Mesh-Timestamp"
+NONCE_HEADER = "X-Mesh-Nonce"
 SIGNATURE_HEADER = "X-Mesh-Signature"
+# What the mesh accepts as a request's nonce: 16 to 64 URL-safe characters.
+NONCE_PATTERN = r"[A-Za-z0-9_-]{16,64}"
+# The first line of every signed request: a signature made for anything else (a proof, a
+# handshake answer, an older request format) can never pass for a request.
+_REQUEST_DOMAIN = "mesh-request-v2"
 
 
 def b64encode(raw: bytes) -> str:
@@ -67,10 +82,20 @@ def handshake_message(challenge_id: str, nonce: str, did: str) -> bytes:
     return f"{challenge_id}:{nonce}:{did}".encode()
 
 
-def request_message(method: str, path: str, timestamp: int, body: bytes) -> bytes:
-    """What an agent signs to authenticate a write: method, path, time and body digest."""
+def new_nonce() -> str:
+    """A request's one-time id: 128 random bits, so no two requests ever share one."""
+    return secrets.token_hex(16)
+
+
+def request_message(
+    method: str, path: str, query: str, timestamp: int, nonce: str, body: bytes
+) -> bytes:
+    """What an agent signs to authenticate a request: method, path, query string (as sent,
+    without the ``?``), time, a nonce the mesh accepts once, and the body's digest."""
     digest = hashlib.sha256(body).hexdigest()
-    return f"{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+    return (
+        f"{_REQUEST_DOMAIN}\n{method.upper()}\n{path}\n{query}\n{timestamp}\n{nonce}\n{digest}"
+    ).encode()
 
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
@@ -139,12 +164,23 @@ class AgentKey:
         return self.sign(handshake_message(challenge_id, nonce, self.did))
 
     def headers(
-        self, method: str, path: str, body: bytes = b"", timestamp: int | None = None
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        timestamp: int | None = None,
+        nonce: str | None = None,
     ) -> dict[str, str]:
-        """Headers that authenticate a write as this agent (path without the query)."""
+        """Headers that authenticate one request as this agent. ``target`` is the path and
+        query string exactly as sent (``/v1/x?a=1``). Each call draws a fresh nonce: the mesh
+        refuses a second request with the same one, so sign every request anew, retries
+        included."""
         ts = int(time.time()) if timestamp is None else timestamp
+        nonce = new_nonce() if nonce is None else nonce
+        path, _, query = target.partition("?")
         return {
             AGENT_HEADER: self.did,
             TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: self.sign(request_message(method, path, ts, body)),
+            NONCE_HEADER: nonce,
+            SIGNATURE_HEADER: self.sign(request_message(method, path, query, ts, nonce, body)),
         }

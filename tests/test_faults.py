@@ -100,6 +100,8 @@ def _pushed_by_redis(a: httpx.Client, b: httpx.Client, did: str, tries: int = 3)
 def test_with_redis_cut_the_mesh_serves_and_revocations_reach_the_other_replica_by_polling(
     redis_pair: tuple[TcpProxy, MeshProcess, MeshProcess],
 ) -> None:
+    # Everything but signed requests: their nonces live in Redis, and a replay check that
+    # cannot be made is refused (503), never skipped. They resume with Redis.
     proxy, proc_a, proc_b = redis_pair
     with proc_a.client() as a, proc_b.client() as b:
         agent = register(a)
@@ -114,9 +116,11 @@ def test_with_redis_cut_the_mesh_serves_and_revocations_reach_the_other_replica_
         newcomer = AgentKey.generate()
         r = a.post("/v1/agents", json=newcomer.registration("n", "ops@example.com"))
         assert r.status_code == 201, r.text
-        r = signed(a, newcomer, "POST", "/v1/policy/decide",
-                   {"did": newcomer.did, "tool": "search", "action": "query"})
-        assert (r.status_code, r.json()["decision"]) == (200, "allow")
+        decision = {"did": newcomer.did, "tool": "search", "action": "query"}
+        r = signed(a, newcomer, "POST", "/v1/policy/decide", decision)
+        assert (r.status_code, r.json()["error"]) == (503, "storage_unavailable"), r.text
+        assert r.headers["retry-after"] == "1" and "redis" in r.json()["message"]
+        assert r.elapsed.total_seconds() < 1.0, "a signed request waited on a dead Redis"
         polled = _metric(b, "agentmesh_revocation_propagation_seconds_count", channel="poll")
         pushed = _metric(b, "agentmesh_revocation_propagation_seconds_count", channel="redis")
         _revoke_and_time(a, b, newcomer.did)
@@ -130,6 +134,8 @@ def test_with_redis_cut_the_mesh_serves_and_revocations_reach_the_other_replica_
             _until(lambda c=client: _metric(c, BREAKER, dependency="redis") == CLOSED,
                    BREAKER_RECOVERY_S, "breaker closing once Redis is back")
         assert _pushed_by_redis(a, b, agent.did), "Redis push did not resume after restore"
+        r = signed(b, newcomer, "POST", "/v1/policy/decide", decision)
+        assert (r.status_code, r.json()["decision"]) == (200, "allow")
 
 
 @pytest.mark.redis

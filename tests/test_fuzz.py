@@ -4,6 +4,7 @@ body naming the problem (the field, when a field is at fault): never a 5xx."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -18,7 +19,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mesh.process import ADMIN_TOKEN, MeshProcess
-from meshsre.identity import AGENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AgentKey
+from meshsre.identity import (
+    AGENT_HEADER,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AgentKey,
+)
 from tests.apiclient import register
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -44,7 +51,10 @@ class Seeded:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     db = tmp_path_factory.mktemp("fuzz") / "mesh.db"
-    with MeshProcess(f"sqlite:///{db}") as proc:
+    # Limits high enough that fuzzed requests reach the handlers, not a 429.
+    limits = {"MESH_RATE_LIMIT_PER_MINUTE": "1000000", "MESH_CLIENT_RATE_PER_SECOND": "100000",
+              "MESH_CLIENT_BURST": "100000"}
+    with MeshProcess(f"sqlite:///{db}", env=limits) as proc:
         mesh = Seeded(proc)
         yield mesh
         mesh.client.close()
@@ -167,7 +177,7 @@ HEADER_TEXT = st.text(
     ["\xb2", "\xb9\xb2\xb3", "--5", "9" * 400, "9" * 5000, "-0", "+1", "1e9", "0x10", "did:mesh:",
      "did:mesh:" + "f" * 32, "====", "A" * 200]
 )
-SIGNED_HEADERS = [AGENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER]
+SIGNED_HEADERS = [AGENT_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER]
 
 
 def _signed_endpoints(mesh: Seeded) -> list[tuple[str, dict[str, Any]]]:
@@ -187,6 +197,9 @@ def _signed_endpoints(mesh: Seeded) -> list[tuple[str, dict[str, Any]]]:
 @example(endpoint=1, header=TIMESTAMP_HEADER, junk="9" * 400)
 @example(endpoint=1, header=TIMESTAMP_HEADER, junk="9" * 5000)
 @example(endpoint=2, header=TIMESTAMP_HEADER, junk="--5")
+@example(endpoint=0, header=NONCE_HEADER, junk="n" * 15)
+@example(endpoint=0, header=NONCE_HEADER, junk="n" * 65)
+@example(endpoint=3, header=NONCE_HEADER, junk="did:mesh:" + "0" * 32)
 def test_junk_signature_headers_on_signed_endpoints_never_get_a_server_error(
     seeded: Seeded, endpoint: int, header: str, junk: str | None
 ) -> None:
@@ -213,6 +226,74 @@ def test_junk_bodies_correctly_signed_never_get_a_server_error(
     raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
     headers = seeded.agents[0].headers("POST", path, raw)
     assert_clean(_post(seeded.client, path, raw, content_type, headers))
+
+
+@FUZZ
+@given(endpoint=st.integers(0, 3), query=st.text(max_size=60))
+def test_a_signed_request_with_any_query_string_is_never_a_server_error(
+    seeded: Seeded, endpoint: int, query: str
+) -> None:
+    # The query string is signed as sent: either it verifies (and is ignored by these
+    # routes) or the request is refused, never a 5xx.
+    path, body = _signed_endpoints(seeded)[endpoint]
+    target = str(httpx.URL(path, params={"q": query}).raw_path.decode("ascii"))
+    raw = json.dumps(body).encode()
+    headers = seeded.agents[0].headers("POST", target, raw)
+    r = _post(seeded.client, target, raw, "application/json", headers)
+    assert_clean(r)
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+TOKEN_PART = (
+    JSON_VALUES.map(lambda v: _b64url(json.dumps(v).encode()))
+    | st.binary(max_size=120).map(_b64url)
+    | st.text(max_size=60)
+    | st.sampled_from(["", "=", "e30", "e30=", "e30==", "a", "!!!!", "AA", "AB", "AAA="])
+)
+NESTED = st.integers(1, 3000).flatmap(
+    lambda depth: st.sampled_from([b"[" * depth, b'{"a":' * depth, b"[" * depth + b"]" * depth])
+)
+
+
+@FUZZ
+@given(parts=st.lists(TOKEN_PART | NESTED.map(_b64url), min_size=1, max_size=4),
+       where=st.sampled_from(["verify", "handshake"]))
+@example(parts=[_b64url(b"[" * 3000), "e30", "AA"], where="verify")
+@example(parts=[_b64url(b'{"a":' * 3000), "e30", "AA"], where="handshake")
+def test_any_token_is_judged_never_a_server_error(
+    seeded: Seeded, parts: list[str], where: str
+) -> None:
+    token = ".".join(parts)[:4096] or "x"
+    if where == "verify":
+        r = seeded.client.post("/v1/credentials/verify", json={"token": token})
+        assert_clean(r)  # 422 for text no token can hold (NUL)
+        assert r.status_code == 422 or r.json()["valid"] is False, r.text
+    else:
+        # A real challenge, rightly answered: only the credential can fail the handshake.
+        # A new peer each time: the schemathesis run may have deregistered the seeded ones.
+        peer = register(seeded.client)
+        ch = seeded.client.post("/v1/handshakes/challenge", json={"did": peer.did},
+                                headers=ADMIN).json()
+        r = seeded.client.post("/v1/handshakes/verify", json={
+            "challenge_id": ch["challenge_id"], "did": peer.did,
+            "signature": peer.sign_challenge(ch["challenge_id"], ch["nonce"]),
+            "credential": token})
+        assert_clean(r, field=r.status_code != 403)
+        assert r.status_code == 422 or r.json()["reason"] == "bad_signature", r.text
+
+
+@pytest.mark.parametrize("depth", [100, 1000, 100_000])
+@pytest.mark.parametrize("path", ["/v1/agents", "/v1/credentials/verify", "/v1/handshakes/verify",
+                                  "/v1/policy/decide"])
+def test_deeply_nested_bodies_are_refused_with_a_4xx(seeded: Seeded, path: str,
+                                                     depth: int) -> None:
+    for raw in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
+        r = _post(seeded.client, path, raw[:60_000], "application/json")
+        assert_clean(r)
+        assert 400 <= r.status_code < 500
 
 
 QUERY_VALUES = JUNK_TEXT | EDGE_INTS.map(str) | st.from_regex(r"-?[0-9]{1,30}", fullmatch=True)

@@ -11,6 +11,7 @@ from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import Registration, TrustUpdate
 from mesh.auth import authenticate
 from mesh.errors import Conflict, NotFound, Unauthorized
+from mesh.runtime import Mesh
 from mesh.store import records
 from meshsre import identity
 
@@ -26,9 +27,10 @@ async def register(request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     public_key = decode_b64(body.public_key, "body.public_key", 32)
     proof = decode_b64(body.proof, "body.proof", 64)
-    if abs(time.time() - body.timestamp) > mesh.settings.proof_max_age_seconds:
+    if not mesh.settings.in_window(body.timestamp, time.time()):
         raise Unauthorized(
-            "proof timestamp is more than 5 minutes from now", field="body.timestamp"
+            "proof timestamp is older than 5 minutes or ahead of the server's clock",
+            field="body.timestamp",
         )
     if not identity.verify(
         public_key, proof, identity.proof_message(body.public_key, body.timestamp)
@@ -48,9 +50,26 @@ async def register(request: Request) -> dict[str, Any]:
     try:
         await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
     except Conflict:
-        raise Conflict(f"agent {did} is already registered", field="body.public_key") from None
+        record["trust_score"] = await _register_again(mesh, record, body.timestamp)
     mesh.metrics.audit_appends.labels("agent.registered").inc()
     return record
+
+
+async def _register_again(mesh: Mesh, record: dict[str, Any], proof_at: int) -> int:
+    """The trust score of a deregistered agent registering again with the same key."""
+    did = record["did"]
+    outcome, value = await mesh.store.call(
+        "reregister_agent", records.reregister_agent(record, proof_at, did), write=True
+    )
+    if outcome == "stale":
+        raise Unauthorized(
+            f"the proof was signed before agent {did} was deregistered (at {value:.0f}):"
+            " sign a new one",
+            field="body.timestamp",
+        )
+    if outcome != "registered":
+        raise Conflict(f"agent {did} is already registered", field="body.public_key")
+    return int(value)
 
 
 @router.get("/v1/agents/{did}")
@@ -78,14 +97,21 @@ async def list_agents(
 async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=did)
-    deleted = await mesh.store.call(
-        "delete_agent", records.delete_agent(did, caller.actor, time.time()), write=True
+    now = time.time()
+    revoked = await mesh.store.call(
+        "deregister_agent",
+        records.deregister_agent(did, caller.actor, now, notify=mesh.store.backend == "postgresql"),
+        write=True,
     )
     mesh.agents.drop(did)
-    if not deleted:
+    if revoked is None:
         raise NotFound(f"no agent {did}", field="path.did")
+    for jti in revoked:
+        await mesh.revocations.publish(jti, now)
+    if revoked:
+        mesh.metrics.revoked.labels(records.DEREGISTERED_REASON).inc(len(revoked))
     mesh.metrics.audit_appends.labels("agent.deregistered").inc()
-    return {"did": did, "deleted": True}
+    return {"did": did, "deleted": True, "revoked_credentials": revoked}
 
 
 @router.put("/v1/agents/{did}/trust", openapi_extra=body_schema(TrustUpdate))

@@ -1,5 +1,6 @@
 """Short-lived credentials: issue, verify, revoke. Verification consults the replica's
-in-memory revocation set, which the fan-out keeps current within the propagation SLO."""
+in-memory revocation set, which the fan-out keeps current within the propagation SLO, and the
+agent registry: a deregistered agent's credentials are revoked, and fail as its subject."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Path, Request
 from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
 from mesh.auth import authenticate
+from mesh.credentials import Issuer, Verdict
 from mesh.errors import NotFound, StoreUnavailable
 from mesh.runtime import Mesh
 from mesh.store import records
@@ -18,10 +20,25 @@ from mesh.store import records
 router = APIRouter(tags=["credentials"])
 
 
-def _issuer(mesh: Mesh) -> Any:
+def _issuer(mesh: Mesh) -> Issuer:
     if mesh.issuer is None:
         raise StoreUnavailable("the issuer key is not loaded yet; the store is not ready")
     return mesh.issuer
+
+
+async def judge(mesh: Mesh, token: str) -> Verdict:
+    """The issuer's verdict, and then whether the subject is a registered agent: a
+    credential dies with its agent's registration, whatever its expiry says."""
+    settings = mesh.settings
+    verdict = _issuer(mesh).verify(
+        token,
+        mesh.revocations.revoked,
+        max_ttl_s=settings.credential_max_ttl_seconds,
+        skew_s=settings.future_skew_seconds,
+    )
+    if verdict.valid and await mesh.agents.get(verdict.claims["sub"]) is None:
+        return Verdict(False, "unknown_subject", verdict.claims)
+    return verdict
 
 
 @router.post("/v1/credentials", status_code=201, openapi_extra=body_schema(CredentialRequest))
@@ -54,7 +71,7 @@ async def issue(request: Request) -> dict[str, Any]:
 async def verify(request: Request) -> dict[str, Any]:
     body = await read_body(request, VerifyCredential)
     mesh = mesh_of(request)
-    verdict = _issuer(mesh).verify(body.token, mesh.revocations.revoked)
+    verdict = await judge(mesh, body.token)
     mesh.metrics.verifications.labels(verdict.reason).inc()
     return {"valid": verdict.valid, "reason": verdict.reason, "claims": verdict.claims}
 

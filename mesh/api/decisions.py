@@ -29,7 +29,7 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
     agent = caller.agent or await mesh.agents.get(body.did)
     if agent is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
-    decision = decide(agent, body.tool, body.action, mesh.settings.policy_denylist, mesh.limiter)
+    decision = decide(agent, body.tool, body.action, mesh.settings.policy_denylist)
     trust = agent["trust_score"]
     policy = agent["policy"]
     if not decision.allowed:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
+from mesh.api.credentials import judge
 from mesh.api.models import ChallengeRequest, VerifyHandshake
 from mesh.auth import authenticate
 from mesh.errors import NotFound
@@ -95,7 +96,7 @@ async def _judge(
     if agent["trust_score"] < MIN_TRUST[agent["policy"]]:
         return "low_trust", None
     if body.credential is not None:
-        verdict = mesh.issuer.verify(body.credential, mesh.revocations.revoked)
+        verdict = await judge(mesh, body.credential)
         if not verdict.valid or verdict.claims.get("sub") != did:
             return ("revoked" if verdict.reason == "revoked" else "bad_signature"), None
     consumed = await mesh.store.call(

@@ -70,11 +70,12 @@ class Store:
         self.metrics.storage_errors.labels(self.backend, operation, kind).inc()
 
     async def migrate(self) -> None:
-        statements = schema.statements(self.backend)
+        statements, backend = schema.statements(self.backend), self.backend
 
         def work(cur: Any) -> None:
             for sql in statements:
                 cur.execute(sql)
+            schema.add_missing_columns(cur, backend)
             records.ensure_genesis(cur)
 
         await self.call("migrate", work, write=True)

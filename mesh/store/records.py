@@ -112,7 +112,10 @@ def create_agent(record: dict[str, Any], actor: str) -> Callable[[Any], audit.En
 
 def get_agent(did: str) -> Callable[[Any], dict[str, Any] | None]:
     def work(cur: Any) -> dict[str, Any] | None:
-        row = cur.execute(f"SELECT {AGENT_COLUMNS} FROM agents WHERE did = ?", (did,)).fetchone()
+        row = cur.execute(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE did = ? AND deregistered_at IS NULL",
+            (did,),
+        ).fetchone()
         return None if row is None else agent_row(row)
 
     return work
@@ -122,7 +125,7 @@ def list_agents(
     capability: str | None, limit: int, cursor: str | None
 ) -> Callable[[Any], list[dict[str, Any]]]:
     def work(cur: Any) -> list[dict[str, Any]]:
-        sql = f"SELECT {AGENT_COLUMNS} FROM agents WHERE did > ?"
+        sql = f"SELECT {AGENT_COLUMNS} FROM agents WHERE did > ? AND deregistered_at IS NULL"
         params: list[Any] = [cursor or ""]
         if capability:
             sql += " AND capabilities LIKE ?"
@@ -134,13 +137,73 @@ def list_agents(
     return work
 
 
-def delete_agent(did: str, actor: str, now: float) -> Callable[[Any], bool]:
-    def work(cur: Any) -> bool:
-        cur.execute("DELETE FROM agents WHERE did = ?", (did,))
+def reregister_agent(
+    record: dict[str, Any], proof_at: int, actor: str
+) -> Callable[[Any], tuple[str, Any]]:
+    """Registers again an agent that was deregistered, keeping its trust score: its history
+    (penalties included) belongs to the key. ("registered", trust), ("active", None) when it
+    was never deregistered, or ("stale", when) when the proof predates the deregistration (a
+    registration replayed after it)."""
+
+    def work(cur: Any) -> tuple[str, Any]:
+        did = record["did"]
+        row = cur.execute(
+            "SELECT trust_score, deregistered_at FROM agents WHERE did = ? AND public_key = ?",
+            (did, record["public_key"]),
+        ).fetchone()
+        if row is None or row[1] is None:
+            return "active", None
+        trust, gone = int(row[0]), float(row[1])
+        if proof_at <= gone:
+            return "stale", gone
+        cur.execute(
+            "UPDATE agents SET name = ?, sponsor = ?, capabilities = ?, policy = ?,"
+            " created_at = ?, deregistered_at = NULL WHERE did = ?",
+            (
+                record["name"],
+                record["sponsor"],
+                json.dumps(record["capabilities"]),
+                record["policy"],
+                record["created_at"],
+                did,
+            ),
+        )
+        summary = {k: record[k] for k in ("name", "sponsor", "capabilities", "policy")}
+        summary["trust_score"] = trust  # kept from before the deregistration
+        append_audit(cur, actor, "agent.registered", did, summary, record["created_at"])
+        return "registered", trust
+
+    return work
+
+
+# Why a deregistration revokes the agent's credentials (RFC 5280's reason for it).
+DEREGISTERED_REASON = "cessation_of_operation"
+
+
+def deregister_agent(
+    did: str, actor: str, now: float, notify: bool
+) -> Callable[[Any], list[str] | None]:
+    """Marks the agent deregistered and revokes its live credentials, in one transaction;
+    the ids revoked, or None when no such agent is registered. The row stays, so that the
+    agent's trust survives a later registration of the same key."""
+
+    def work(cur: Any) -> list[str] | None:
+        cur.execute(
+            "UPDATE agents SET deregistered_at = ? WHERE did = ? AND deregistered_at IS NULL",
+            (now, did),
+        )
         if cur.rowcount == 0:
-            return False
-        append_audit(cur, actor, "agent.deregistered", did, {}, now)
-        return True
+            return None
+        rows = cur.execute(
+            "SELECT jti FROM credentials WHERE did = ? AND expires_at > ?"
+            " AND jti NOT IN (SELECT jti FROM revocations) ORDER BY jti",
+            (did, now),
+        ).fetchall()
+        revoked = [str(r[0]) for r in rows]
+        for jti in revoked:
+            _revoke(cur, jti, DEREGISTERED_REASON, now, notify)
+        append_audit(cur, actor, "agent.deregistered", did, {"revoked": revoked}, now)
+        return revoked
 
     return work
 
@@ -158,7 +221,9 @@ def change_trust(
     """Set the score, or move it by ``delta``, clamped to 0..1000; audited with its reason."""
 
     def work(cur: Any) -> int | None:
-        row = cur.execute("SELECT trust_score FROM agents WHERE did = ?", (did,)).fetchone()
+        row = cur.execute(
+            "SELECT trust_score FROM agents WHERE did = ? AND deregistered_at IS NULL", (did,)
+        ).fetchone()
         if row is None:
             return None
         old = int(row[0])
@@ -248,17 +313,24 @@ def revoke_credential(
         ).fetchone()
         if row is not None:
             return int(row[0]), float(row[1])
-        seq = cur.execute(
+        seq = _revoke(cur, jti, reason, now, notify)
+        append_audit(cur, actor, "credential.revoked", did, {"jti": jti, "reason": reason}, now)
+        return seq, now
+
+    return work
+
+
+def _revoke(cur: Any, jti: str, reason: str, now: float, notify: bool) -> int:
+    seq = int(
+        cur.execute(
             "INSERT INTO revocations (jti, reason, revoked_at) VALUES (?, ?, ?) RETURNING seq",
             (jti, reason, now),
         ).fetchone()[0]
-        append_audit(cur, actor, "credential.revoked", did, {"jti": jti, "reason": reason}, now)
-        if notify:
-            payload = json.dumps({"seq": int(seq), "jti": jti, "revoked_at": now})
-            cur.execute("SELECT pg_notify('mesh_revocations', ?)", (payload,))
-        return int(seq), now
-
-    return work
+    )
+    if notify:
+        payload = json.dumps({"seq": seq, "jti": jti, "revoked_at": now})
+        cur.execute("SELECT pg_notify('mesh_revocations', ?)", (payload,))
+    return seq
 
 
 def revocations_after(seq: int) -> Callable[[Any], list[tuple[int, str, float]]]:
@@ -316,7 +388,9 @@ def stats(cur: Any) -> dict[str, Any]:
     tiers = ", ".join(
         f"SUM(CASE WHEN trust_score <= {int(b)} THEN 1 ELSE 0 END)" for b in TRUST_BUCKETS
     )
-    row = cur.execute(f"SELECT COUNT(*), SUM(trust_score), {tiers} FROM agents").fetchone()
+    row = cur.execute(
+        f"SELECT COUNT(*), SUM(trust_score), {tiers} FROM agents WHERE deregistered_at IS NULL"
+    ).fetchone()
     backup = cur.execute("SELECT MAX(finished_at) FROM backups").fetchone()[0]
     return {
         "count": int(row[0]),
@@ -324,6 +398,22 @@ def stats(cur: Any) -> dict[str, Any]:
         "cumulative": [int(v or 0) for v in row[2:]],
         "last_backup": float(backup or 0.0),
     }
+
+
+def claim_nonce(key: str, expires_at: float) -> Callable[[Any], None]:
+    """Records a signed request's nonce; a Conflict (the key is there) means a replay."""
+
+    def work(cur: Any) -> None:
+        cur.execute("INSERT INTO request_nonces (id, expires_at) VALUES (?, ?)", (key, expires_at))
+
+    return work
+
+
+def sweep_nonces(now: float) -> Callable[[Any], None]:
+    def work(cur: Any) -> None:
+        cur.execute("DELETE FROM request_nonces WHERE expires_at < ?", (now,))
+
+    return work
 
 
 def ping(cur: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["statements"]
+from typing import Any
+
+__all__ = ["add_missing_columns", "statements"]
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -13,7 +15,8 @@ CREATE TABLE IF NOT EXISTS agents (
     capabilities TEXT NOT NULL,
     policy TEXT NOT NULL,
     trust_score INTEGER NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL
+    created_at DOUBLE PRECISION NOT NULL,
+    deregistered_at DOUBLE PRECISION
 );
 CREATE TABLE IF NOT EXISTS challenges (
     id TEXT PRIMARY KEY,
@@ -45,6 +48,11 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS request_nonces (
+    id TEXT PRIMARY KEY,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_nonces_expiry ON request_nonces (expires_at);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -64,3 +72,19 @@ _SEQ = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGINT PRIMARY KEY"}
 def statements(backend: str) -> list[str]:
     sql = _TABLES.replace("{serial_pk}", _SERIAL[backend]).replace("{seq_pk}", _SEQ[backend])
     return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+# Columns added after their table's first release, which CREATE TABLE IF NOT EXISTS leaves
+# out of a store made before them.
+ADDED_COLUMNS = (("agents", "deregistered_at", "DOUBLE PRECISION"),)
+
+
+def add_missing_columns(cur: Any, backend: str) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        if backend == "postgresql":
+            sql = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+            names = {row[0] for row in cur.execute(sql, (table,)).fetchall()}
+        else:
+            names = {row[1] for row in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+        if column not in names:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
