@@ -92,3 +92,32 @@ def test_a_replica_joining_a_migrated_postgresql_store_gets_ready(pg_url: str) -
         first.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("url", ["sqlite", pytest.param("pg", marks=pytest.mark.postgres)])
+def test_a_store_made_before_deregistered_agents_were_kept_gains_the_column(
+    url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if url == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    old_agents = ("CREATE TABLE agents (did TEXT PRIMARY KEY, public_key TEXT NOT NULL,"
+                  " name TEXT NOT NULL, sponsor TEXT NOT NULL, capabilities TEXT NOT NULL,"
+                  " policy TEXT NOT NULL, trust_score INTEGER NOT NULL,"
+                  " created_at DOUBLE PRECISION NOT NULL)")
+
+    async def scenario() -> None:
+        store = open_store(url, Metrics(CollectorRegistry()))
+        await store.call("old", lambda cur: cur.execute(old_agents), write=True)
+        await store.migrate()
+        a = _agent(1)
+        await store.call("create_agent", records.create_agent(a, "t"), write=True)
+        did = str(a["did"])
+        assert await store.call("d", records.deregister_agent(did, "t", 2.0, False),
+                                write=True) == []
+        assert await store.call("get", records.get_agent(did)) is None
+        await store.migrate()  # again: nothing left to add
+        store.close()
+
+    asyncio.run(scenario())
