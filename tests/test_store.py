@@ -98,10 +98,7 @@ def test_a_replica_joining_a_migrated_postgresql_store_gets_ready(pg_url: str) -
 def test_a_store_made_before_deregistered_agents_were_kept_gains_the_column(
     url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if url == "sqlite":
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
+    url = f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else request.getfixturevalue("pg_url")
     old_agents = ("CREATE TABLE agents (did TEXT PRIMARY KEY, public_key TEXT NOT NULL,"
                   " name TEXT NOT NULL, sponsor TEXT NOT NULL, capabilities TEXT NOT NULL,"
                   " policy TEXT NOT NULL, trust_score INTEGER NOT NULL,"

@@ -62,11 +62,16 @@ def test_every_suite_passes_against_the_local_cluster(cluster: dict[str, str],
     for case in result.cases:
         by_outcome.setdefault(case.outcome, set()).add(case.suite)
     assert by_outcome["passed"] == {"test_api", "test_telemetry", "test_prometheus",
-                                    "test_alertmanager"}
-    assert by_outcome["skipped"] == {"test_kubernetes"}
+                                    "test_alertmanager", "test_security"}
+    # The hang-up check needs one process behind the target: here HAProxy fronts three.
+    assert by_outcome["skipped"] == {"test_kubernetes", "test_security"}
     assert "failed" not in by_outcome and "error" not in by_outcome
     reason = next(c.message for c in result.cases if c.suite == "test_kubernetes")
     assert "--namespace" in reason
+    # Each attack of issue 17 re-run against a fresh `meshsre up`: a replay refused by another
+    # replica than the one that took it, 300 slow-body connections held.
+    assert result.properties["security.replay.refused_by"] not in ("", "unknown")
+    assert result.properties["security.slow_bodies.slow_connections_held"] == "300"
     assert result.properties["target.prometheus"] == cluster["PROMETHEUS_URL"]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from mesh.local.state import ClusterState, StateDir
+from mesh.settings import Settings
 
 __all__ = ["RULES_DIR", "TIMINGS", "mesh_targets", "render_all", "render_file"]
 
@@ -61,8 +62,23 @@ def render_file(
         "webhook_url": webhook.url + "/alerts" if webhook else None,
         "mesh_targets": str(paths.config / "targets" / "mesh.json"),
         "rule_files": [str(paths.config / "local.rules.yml"), str(rules_dir / "*.rules.yml")],
+        **_front_door_limits(),
     }
     return _ENV.get_template(template).render(context)
+
+
+def _front_door_limits() -> dict[str, object]:
+    """The replicas' own client limit and slow-client timeouts (the same MESH_* variables,
+    which they inherit), applied once more at the door, where they cover the whole cluster."""
+    settings = Settings()
+    rate, burst = settings.client_rate_per_second, settings.client_burst
+    timeout = max(settings.header_timeout_seconds, settings.body_timeout_seconds)
+    return {
+        "client_rate": f"{rate:g}",
+        "client_burst": burst,
+        "client_window_ms": max(1, round(burst / rate * 1000)),
+        "request_timeout": f"{round(timeout * 1000)}ms",
+    }
 
 
 def _write(path: Path, text: str) -> None:
