@@ -1,7 +1,8 @@
 """Symptom alerts: what the burn-rate alerts cannot see, or see too late.
 
 A zone or replica going dark, a target vanishing, a broken audit chain, a stale backup, an
-open circuit breaker, slow revocations, and spikes of rejected handshakes or denied tool calls.
+open circuit breaker, slow revocations, spikes of rejected handshakes or denied tool calls,
+and replayed signed requests.
 Zone and replica come from scrape target labels; every metric is from the telemetry contract.
 """
 
@@ -23,6 +24,9 @@ REVOCATION_P99_GOAL_SECONDS = 1  # the design goal; the SLO's 5 s has its own bu
 SPIKE_SHARE = 0.25  # share of handshakes rejected, or of tool calls denied, that is a spike
 SPIKE_MIN_PER_SECOND = 0.1  # below this a few bad clients are noise, not an incident
 BREAKER_OPEN = 2  # agentmesh_circuit_breaker_state: 0 closed, 1 half-open, 2 open
+# Clients sign every request anew, so a replay is never a client's honest retry: a few a
+# minute are already someone sending captured traffic.
+REPLAYS_PER_SECOND = 0.05
 
 # Where each alert's evidence is drawn (dashboard uids of dashboards/).
 DASHBOARDS = {
@@ -34,6 +38,7 @@ DASHBOARDS = {
     "MeshAuditChainBroken": "meshsre-mesh-health",
     "MeshHandshakeFailureSpike": "meshsre-mesh-health",
     "MeshPolicyViolationSpike": "meshsre-mesh-health",
+    "MeshReplaySpike": "meshsre-mesh-health",
     "MeshErrorBudgetExhausted": "meshsre-slos",
 }
 
@@ -156,6 +161,16 @@ histogram_quantile(0.99,
             "Many tool calls are denied by policy.",
             "{{ $value | humanizePercentage }} of tool calls under policy {{ $labels.policy }}"
             " were denied over the last 10 minutes.",
+        ),
+        _alert(
+            "MeshReplaySpike",
+            'sum by (job) (rate(agentmesh_signed_request_total{result="replayed"}[10m]))'
+            f" > {REPLAYS_PER_SECOND}",
+            "5m", "ticket",
+            "Signed requests are being replayed.",
+            "Replicas of job {{ $labels.job }} refused {{ $value | humanize }} replayed signed"
+            " requests a second over the last 10 minutes: someone is sending captured agent"
+            " traffic again. The mesh refuses every replay; find who captured it.",
         ),
         _alert(
             "MeshErrorBudgetExhausted",

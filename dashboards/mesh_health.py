@@ -56,6 +56,16 @@ def _handshakes(g: Grid) -> None:
         alerts=["MeshHandshakeFailureSpike"]), 8, 8)
 
 
+def _signed_requests(g: Grid) -> None:
+    g.row("Signed requests")
+    g.add(timeseries(
+        "Signed requests by result", "Agent-signed requests per second by result: accepted, "
+        "or why not (replayed, expired, bad_signature, unknown_agent, invalid, unchecked when "
+        "the replay store was unreachable). MeshReplaySpike fires above 0.05 replays a second.",
+        [(f"sum by (result) (rate(agentmesh_signed_request_total{{{MESH}}}[{RATE}]))",
+          "{{result}}")], "ops", stack=True, alerts=["MeshReplaySpike"]), 24, 8)
+
+
 def _policy(g: Grid) -> None:
     g.row("Policy")
     g.add(timeseries(
@@ -125,6 +135,7 @@ def build() -> Dashboard:
     g = Grid()
     _registry(g)
     _handshakes(g)
+    _signed_requests(g)
     _policy(g)
     _credentials_and_audit(g)
     return dashboard(UID, "meshsre / Mesh health",

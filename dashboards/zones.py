@@ -67,12 +67,15 @@ def _availability(g: Grid) -> None:
 def _shedding(g: Grid) -> None:
     g.row("Load shedding")
     g.add(timeseries("429 responses by zone", "Requests answered 429 (Retry-After) per "
-                     "second by zone: the bulkhead shedding load.",
+                     "second by zone: the bulkhead shedding load, and clients or agents over "
+                     "their rate limits.",
                      [(f'sum by (zone) (rate({_REQUESTS}{{{MESH}, code="429"}}[{RATE}]))'
                        f" or {_NONE_BY_ZONE}", "{{zone}}")], "reqps",
                      stack=True), 8, 8)
-    g.add(timeseries("Rejected before a handler", "Requests turned away before routing, per "
-                     "second by zone and reason (concurrency, body_too_large).",
+    g.add(timeseries("Rejected by a limit", "Requests turned away by a limit, per second "
+                     "by zone and reason: concurrency, client_rate, agent_rate (429), "
+                     "body_timeout, header_timeout (408), header_too_large (431), "
+                     "body_too_large (413).",
                      [(f"sum by (zone, reason) (rate(agentmesh_requests_rejected_total"
                        f"{{{MESH}}}[{RATE}])) or {_NONE_BY_ZONE}", "{{zone}} {{reason}}")], "reqps",
                      stack=True), 8, 8)
