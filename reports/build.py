@@ -10,7 +10,8 @@ Top-level fields of ``meshsre.report/v1``: ``run_id``, ``span`` (start, end, dur
 ``excluded`` (disaster drills not charged to the SLOs), ``faults``, ``slos`` (one row per
 SLO: objective, client, server, server_same_windows, delta_points, disagree,
 budget_consumed, peak_burn_rate, verdict), ``disagreements``, ``loads``, ``phases``,
-``generator``, ``chaos``, ``drills``, ``propagation``, ``alerts`` (webhook notifications),
+``generator``, ``chaos``, ``drills``, ``checks`` (suites run against the deployment: name,
+title, passed, checks, figures), ``propagation``, ``alerts`` (webhook notifications),
 ``alerts_firing`` (Prometheus ``ALERTS``), ``series`` (every chart's points), ``zone_totals``,
 ``verdict`` (passed, breaches, load_findings); ``trend`` and ``history_file`` are added by
 ``reports.report`` once the history is written.
@@ -60,6 +61,11 @@ def _load_section(load: LoadRecord) -> dict[str, Any]:
         "ledger_count": data["ledger"]["count"],
         "revocation": data["revocation"]["summary"],
     }
+
+
+def _checks_section(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in ("name", "title", "target", "started_at", "ended_at", "passed",
+                                "checks", "figures")}
 
 
 def _client_lines(run: RunRecords) -> dict[str, list[list[float]]]:
@@ -212,6 +218,11 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
     breaches += [{"kind": "chaos", "id": e["name"],
                   "detail": "; ".join(e["failures"]) or "the hypothesis was not met"}
                  for e in experiments if not e["passed"]]
+    checks = [_checks_section(rec) for rec in run.checks]
+    breaches += [{"kind": "check", "id": c["name"], "detail": "; ".join(
+        f"{k['id']}: {k['message'] or k['outcome']}" for k in c["checks"]
+        if k["outcome"] in ("failed", "error")) or "no check ran"} for c in checks
+        if not c["passed"]]
     # A load test's own thresholds are the load tool's verdict (client-side, HTTP included):
     # findings, not SLO breaches; `--fail-on load` makes them fail the run.
     findings = [{"kind": "load", "id": ld.name, "detail": "; ".join(
@@ -240,7 +251,7 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
         "loads": [_load_section(ld) for ld in run.loads],
         "phases": phase_rows,
         "generator": [generator_health(ld) for ld in run.loads],
-        "chaos": experiments, "drills": drills,
+        "chaos": experiments, "drills": drills, "checks": checks,
         "propagation": _propagation(delays, server.propagation_buckets() if server else None),
         "alerts": _alert_rows(run, start),
         "alerts_firing": _firing(server, start) if server else [],

@@ -1,5 +1,5 @@
 """The nightly job: up -> steady load -> AZ failure under load -> backup-restore drill ->
-revocation drill -> report -> down (down also after a failure).
+revocation drill -> security suite -> report -> down (down also after a failure).
 
 Every stage is the same command a person would run (``meshsre up``, ``meshsre loadtest``,
 ``meshsre chaos NAME``, ``meshsre report``), each as a subprocess with its output in
@@ -40,9 +40,12 @@ def run_all(job: Nightly) -> int:
                       f" {s.users} users", lambda st: stages.steady(job, st))
         for name in stages.CHAOS_STAGES:
             job.run_stage(name, f"meshsre chaos {name}", stages.chaos(job, name))
+        job.run_stage("security", "suites/test_security.py: replays, limits, slow clients",
+                      lambda st: stages.security(job, st))
     finally:
         try:
-            if any(st.name in ("steady-load", *stages.CHAOS_STAGES) for st in job.stages):
+            if any(st.name in ("steady-load", *stages.CHAOS_STAGES, "security")
+                   for st in job.stages):
                 code = stages.report(job)
         finally:
             if s.local and job.stages:

@@ -4,7 +4,8 @@ A run directory holds the records its jobs wrote (any depth, so one run can hold
 load tests): ``load.json`` (``loadtests.record``), ``chaos-<name>.json`` drill and experiment
 records, built by ``chaos/`` from the Chaos Toolkit journals beside them, ``alerts.jsonl`` (the
 Alertmanager webhook lines of the run, ``mesh.local.webhook``) and ``run.json``, the nightly
-job's manifest (``reports.nightly``). The run's time span is the union of the records' spans.
+job's manifest (``reports.nightly``), and ``checks-<name>.json``, checks a suite made against the
+deployment (``meshsre.checks``). The run's time span is the union of the records' spans.
 
 >>> RunRecords(Path("x")).span  # nothing recorded: no span
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from chaos import record as chaos_record
 from loadtests import record as load_record
+from meshsre import checks as checks_record
 from meshsre.runrecord import RecordError
 
 __all__ = ["MANIFEST_SCHEMA", "LoadRecord", "RecordError", "RunRecords", "read_run"]
@@ -48,6 +50,7 @@ class RunRecords:
     loads: list[LoadRecord] = field(default_factory=list)
     chaos: list[dict[str, Any]] = field(default_factory=list)  # each with "_path"
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # each with "_path"
     manifest: dict[str, Any] | None = None
 
     @property
@@ -63,7 +66,7 @@ class RunRecords:
         for load in self.loads:
             starts.append(load.started)
             ends.append(load.ended)
-        for rec in self.chaos:
+        for rec in [*self.chaos, *self.checks]:
             start, end = rec.get("started_at"), rec.get("ended_at")
             if isinstance(start, int | float) and isinstance(end, int | float):
                 starts.append(float(start))
@@ -127,6 +130,8 @@ def read_run(root: Path) -> RunRecords:
     for path in sorted(root.rglob("chaos-*.json")):
         run.chaos.append(_chaos(root, path))
     run.chaos.sort(key=lambda r: float(r.get("started_at") or 0.0))
+    for path in sorted(root.rglob("checks-*.json")):
+        run.checks.append({**checks_record.read(path), "_path": str(path.relative_to(root))})
     alerts = root / ALERTS_FILE
     if alerts.exists():
         run.alerts = _alerts(alerts)
@@ -136,6 +141,8 @@ def read_run(root: Path) -> RunRecords:
         if run.manifest.get("schema") != MANIFEST_SCHEMA:
             raise RecordError(f"{manifest}: schema {run.manifest.get('schema')!r},"
                               f" expected {MANIFEST_SCHEMA}")
-    if not run.loads and not run.chaos:
-        raise RecordError(f"{root}: no run records (load.json or chaos-*.json) in it")
+    if not run.loads and not run.chaos and not run.checks:
+        raise RecordError(
+            f"{root}: no run records (load.json, chaos-*.json or checks-*.json) in it"
+        )
     return run

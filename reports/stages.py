@@ -8,19 +8,22 @@ reaches another.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from meshsre import checks as checks_record
 from meshsre import status
 from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "chaos", "down", "report", "steady", "up"]
+__all__ = ["CHAOS_STAGES", "chaos", "down", "report", "security", "steady", "up"]
 
 CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
+SECURITY_SUITE = Path(__file__).resolve().parent.parent / "suites" / "test_security.py"
 
 
 def up(job: Nightly, stage: Stage) -> str:
@@ -113,6 +116,30 @@ def _chaos(job: Nightly, stage: Stage, name: str) -> str:
 
 def chaos(job: Nightly, name: str) -> Callable[[Stage], str]:
     return lambda stage: _chaos(job, stage, name)
+
+
+def security(job: Nightly, stage: Stage) -> str:
+    """The security suite against the mesh (``make validate`` runs it too), as a checks
+    record the report shows: every attack of issue 17, each to be refused."""
+    junit = job.run_dir / "security" / "junit.xml"
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    stage.exit_code = job.command(stage, [
+        sys.executable, "-m", "pytest", str(SECURITY_SUITE), "-q", "-p", "no:cacheprovider",
+        f"--junitxml={junit}", "-o", "junit_family=xunit2"], job.settings.stage_timeout)
+    if not junit.exists():
+        raise StageError(f"the security suite exited {stage.exit_code} without {junit}")
+    rec = checks_record.from_junit("security", "Security suite (hostile clients)", junit,
+                                   job.env().get("MESH_URL", ""), started, time.time())
+    checks_record.write(job.run_dir, rec)
+    counts = {o: sum(c["outcome"] == o for c in rec["checks"])
+              for o in ("passed", "failed", "error", "skipped")}
+    figures = rec["figures"]
+    return (f"{'passed' if rec['passed'] else 'FAILED'}: {counts['passed']} of"
+            f" {len(rec['checks'])} checks passed ({counts['skipped']} skipped); replay refused"
+            f" by {figures.get('replay.refused_by', '?')}, 300 slow bodies added"
+            f" {figures.get('slow_bodies.p99_added_ms', '?')} ms to a normal p99, flood"
+            f" answered {figures.get('flood.answered_429', '?')} 429s")
 
 
 def report(job: Nightly) -> int:

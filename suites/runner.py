@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+from meshsre.checks import Case, read_junit
 
 __all__ = ["Case", "Run", "read_junit", "run"]
 
 SUITES_DIR = Path(__file__).resolve().parent
-
-
-@dataclass(frozen=True)
-class Case:
-    suite: str  # the module, e.g. test_api
-    name: str  # the test, with its parameters
-    outcome: str  # passed, failed, error or skipped
-    message: str
 
 
 @dataclass(frozen=True)
@@ -34,24 +27,6 @@ class Run:
 
     def case(self, name: str) -> Case:
         return next(c for c in self.cases if c.name == name)
-
-
-def read_junit(path: Path) -> tuple[tuple[Case, ...], dict[str, str]]:
-    root = ET.parse(path).getroot()
-    cases, properties = [], {}
-    for suite in root.iter("testsuite"):
-        for prop in suite.iter("property"):
-            properties[prop.get("name", "")] = prop.get("value", "")
-        for case in suite.iter("testcase"):
-            outcome, message = "passed", ""
-            for tag in ("failure", "error", "skipped"):
-                found = case.find(tag)
-                if found is not None:
-                    outcome = "failed" if tag == "failure" else tag
-                    message = (found.get("message") or "") + "\n" + (found.text or "")
-            module = case.get("classname", "").rsplit(".", 1)[-1]
-            cases.append(Case(module, case.get("name", ""), outcome, message.strip()))
-    return tuple(cases), properties
 
 
 def run(args: list[str], junit: Path, env: dict[str, str] | None = None,

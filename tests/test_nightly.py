@@ -16,7 +16,8 @@ import pytest
 from mesh.local import procs
 from tests.clusterkit import MESHSRE
 
-STAGES = ["up", "steady-load", "az-failure", "backup-restore", "revocation", "report", "down"]
+STAGES = ["up", "steady-load", "az-failure", "backup-restore", "revocation", "security", "report",
+          "down"]
 
 
 def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,8 +63,14 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
                  for v in (row["client"], row["server"]) if v is not None]
         assert row["verdict"] == ("met" if all(views) else "breached"), row
     assert report["prometheus"]["available"]
-    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill).
-    failed = any(b["kind"] in ("slo", "drill") for b in report["verdict"]["breaches"])
+    # The security suite's checks, as a record the report shows: each attack refused.
+    security = _json(run / "checks-security.json")
+    assert [(c["name"], c["passed"]) for c in report["checks"]] == [("security", True)], \
+        security["checks"]
+    assert security["figures"]["slow_bodies.slow_connections_held"] == "300"
+    assert "Checks against the deployment" in html and "slow body clients" in html
+    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill,check).
+    failed = any(b["kind"] in ("slo", "drill", "check") for b in report["verdict"]["breaches"])
     assert done.returncode == (1 if failed else 0), done.stdout[-3000:] + done.stderr
     az = chaos["az-failure"]["measurements"]
     print(f"\nMEASURED nightly: TTD {az['ttd_seconds']} s, TTR {az['ttr_seconds']} s,"

@@ -263,3 +263,29 @@ def test_a_record_of_an_unknown_schema_version_is_refused(run_dir: Path) -> None
     done = _meshsre_report(run_dir, "--prometheus", "http://127.0.0.1:1")
     assert done.returncode == 2
     assert "version 99" in done.stderr
+
+
+def test_a_suites_checks_are_shown_and_a_failed_one_fails_the_run_under_check(
+        run_dir: Path, prometheus: str) -> None:
+    from meshsre import checks as record
+
+    start = _json(run_dir / "run.json")["started_at"]
+    record.write(run_dir, {
+        "schema": record.SCHEMA, "schema_version": record.SCHEMA_VERSION, "name": "security",
+        "title": "Security suite (hostile clients)", "target": "http://127.0.0.1:18080",
+        "started_at": start + 10, "ended_at": start + 40, "passed": False,
+        "checks": [{"id": "test_the_query_string_is_signed", "outcome": "passed", "message": ""},
+                   {"id": "test_a_flood_from_one_client_gets_429_with_retry_after",
+                    "outcome": "failed", "message": "AssertionError: no 429 among 2000 requests"}],
+        "figures": {"flood.answered_429": "0"}})
+    codes = {fail_on: _meshsre_report(run_dir, "--prometheus", prometheus, "--fail-on",
+                                      fail_on).returncode for fail_on in ("slo", "check")}
+    assert codes == {"slo": 0, "check": 1}
+    report = _json(run_dir / "slo-report.json")
+    assert [(c["name"], c["passed"]) for c in report["checks"]] == [("security", False)]
+    (breach,) = [b for b in report["verdict"]["breaches"] if b["kind"] == "check"]
+    assert "no 429 among 2000 requests" in breach["detail"]
+    md = (run_dir / "slo-report.md").read_text()
+    assert "| a flood from one client gets 429 with retry after | **failed** |" in md
+    html = (run_dir / "slo-report.html").read_text()
+    assert "Checks against the deployment" in html and "flood.answered_429" in html

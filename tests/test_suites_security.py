@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mesh.process import ADMIN_TOKEN, MeshProcess
+from meshsre import checks as record
 from tests.test_suites_api import suites
 
 # What a mesh runs with unless told otherwise (MeshProcess opens the client limit for tests).
@@ -23,6 +24,9 @@ def test_every_attack_is_refused_by_a_real_mesh(sqlite_url: str, tmp_path: Path)
     assert len(result.cases) == 11
     figures = result.properties
     assert figures["security.slow_bodies.slow_connections_held"] == "300"
+    rec = record.from_junit("security", "Security", tmp_path / "junit.xml", proc.url, 1.0, 2.0)
+    assert rec["passed"] and len(rec["checks"]) == 11
+    assert rec["figures"]["slow_bodies.slow_connections_held"] == "300"
     assert int(figures["security.flood.answered_429"]) > 0
     assert int(figures["security.agent_rate.signed_requests_before_429"]) <= 125
 
