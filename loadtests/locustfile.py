@@ -7,10 +7,11 @@ Each user registers a few agents before the measured run (named ``[setup] ...`` 
 stats), keeps a stock of fresh keys for the registration task, and then sends only when the
 pacer gives it a slot: the offered rate is ``--rate`` whatever the server does. Signatures are
 made before waiting for the slot, so signing is never inside a measured latency. Requests are
-named by route template, one stats row per route, never one per DID. Decisions are spread over
-many agents (the mesh limits each agent to 120 decisions a minute per replica) and only ask
-for tools no policy denies: a denial lowers the agent's trust and is audited, which a load
-test must not do by accident. Admin-only reads need ``MESH_ADMIN_TOKEN``.
+named by route template, one stats row per route, never one per DID. Signed requests are spread
+over many agents (the mesh limits each agent to 120 signed requests a minute, cluster-wide
+with Redis), each signed anew with its own nonce (the mesh accepts a signed request once),
+and decisions only ask for tools no policy denies: a denial lowers the agent's trust and is
+audited, which a load test must not do by accident. Admin-only reads need ``MESH_ADMIN_TOKEN``.
 """
 
 from __future__ import annotations

@@ -137,9 +137,10 @@ def security(job: Nightly, stage: Stage) -> str:
     figures = rec["figures"]
     return (f"{'passed' if rec['passed'] else 'FAILED'}: {counts['passed']} of"
             f" {len(rec['checks'])} checks passed ({counts['skipped']} skipped); replay refused"
-            f" by {figures.get('replay.refused_by', '?')}, 300 slow bodies added"
-            f" {figures.get('slow_bodies.p99_added_ms', '?')} ms to a normal p99, flood"
-            f" answered {figures.get('flood.answered_429', '?')} 429s")
+            f" by {figures.get('replay.refused_by', '?')}; a normal client's decision p99"
+            f" {figures.get('slow_bodies.p99_decide_ms_before', '?')} ms, with 300 slow bodies"
+            f" {figures.get('slow_bodies.p99_decide_ms_during', '?')} ms; a flood answered"
+            f" {figures.get('flood.answered_429', '?')} 429s")
 
 
 def report(job: Nightly) -> int:

@@ -195,7 +195,7 @@ def test_slow_body_clients_hold_no_one_else_up(
     agents = [mesh.register() for _ in range(10)]
     threshold, objective = decision_slo()
     single = _one_process(mesh)
-    before = _normal_client(mesh, agents, 3.0)
+    before = _normal_client(mesh, agents, 5.0)
     served = _decisions(mesh) if single else None
     with SlowBodies(str(mesh.http.base_url), 300) as slow:
         during = _normal_client(mesh, agents, 8.0)

@@ -33,18 +33,20 @@ def _register(client: httpx.Client, policy: str = "standard") -> AgentKey:
     return key
 
 
-def decision_requests(url: str, path: Path, agents: int, requests: int) -> Path:
-    """Signed allow decisions spread over many agents (signatures stay valid 5 minutes)."""
+def decision_requests(url: str, paths: list[Path], agents: int, requests: int) -> list[Path]:
+    """Files of signed allow decisions spread over many agents, ``requests`` in each, every
+    one with a nonce of its own (signatures stay valid 5 minutes)."""
     with httpx.Client(base_url=url, timeout=10) as client:
         keys = [_register(client) for _ in range(agents)]
     now = int(time.time())
-    with path.open("w") as out:
-        for i in range(requests):
-            key = keys[i % agents]
-            body = json.dumps({"did": key.did, "tool": "http", "action": "get"}).encode()
-            headers = key.headers("POST", "/v1/policy/decide", body, now)
-            out.write(_line("POST", "/v1/policy/decide", body, headers) + "\n")
-    return path
+    for path in paths:
+        with path.open("w") as out:
+            for i in range(requests):
+                key = keys[i % agents]
+                body = json.dumps({"did": key.did, "tool": "http", "action": "get"}).encode()
+                headers = key.headers("POST", "/v1/policy/decide", body, now)
+                out.write(_line("POST", "/v1/policy/decide", body, headers) + "\n")
+    return paths
 
 
 def handshake_latencies(url: str, count: int) -> list[float]:
