@@ -126,7 +126,6 @@ def create_app(
         limits=mesh.limits,
         max_inflight=settings.max_inflight,
         max_body=settings.max_body_bytes,
-        body_timeout=settings.body_timeout_seconds,
         access_log=settings.access_log,
         routes=app.router.routes,
     )

@@ -82,6 +82,12 @@ class RateLimits:
         self.redis, self.breaker = redis, breaker
         self._script = redis.register_script(_GCRA_LUA) if redis is not None else None
 
+    @property
+    def shared(self) -> bool:
+        """Whether the limits are counted in Redis (else ``local`` is all there is, and a
+        caller on a hot path may call it without awaiting anything)."""
+        return self._script is not None
+
     async def wait(self, kind: str, key: str, now: float) -> float:
         """Seconds until a request of ``kind`` (client or agent) by ``key`` may pass; 0.0
         when this one passes. A Redis that fails falls back to this replica's own count."""

@@ -1,15 +1,15 @@
 """The ASGI edge of every request: request id and trace context, the client rate limit (429),
-the body size and time limits (413, 408), the concurrency limit (429), the request-duration
-metric by route template, the access log, and a JSON 500 instead of a traceback. Plain ASGI,
-because BaseHTTPMiddleware costs a task per call.
+the body size limit (413), the concurrency limit (429), the request-duration metric by route
+template, the access log, and a JSON 500 instead of a traceback. Plain ASGI, because
+BaseHTTPMiddleware costs a task per call.
 
 A request's body is read whole before it takes an in-flight slot, so a client that sends
-slowly holds a connection, never a slot. A client that hangs up before its answer is recorded
-as 499 (as nginx does): its own doing, not a server error, and never logged as one."""
+slowly holds a connection, never a slot (and the protocol cuts it off: ``mesh.httpguard``). A
+client that hangs up before its answer is recorded as 499 (as nginx does): its own doing, not
+a server error, and never logged as one."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mesh.httpguard import BODY_TIMED_OUT
 from mesh.limits import RateLimits
 from mesh.logs import REQUEST_ID, TRACE_ID
 from mesh.telemetry import Metrics
@@ -70,7 +71,6 @@ class EdgeMiddleware:
         limits: RateLimits,
         max_inflight: int,
         max_body: int,
-        body_timeout: float,
         access_log: bool,
         routes: list[Any],
     ) -> None:
@@ -80,7 +80,6 @@ class EdgeMiddleware:
         self.limits = limits
         self.max_inflight = max_inflight
         self.max_body = max_body
-        self.body_timeout = body_timeout
         self.access_log = access_log
         self.in_flight = 0
         # Read at scrape time: two locked gauge updates a request cost more than the counter.
@@ -182,7 +181,11 @@ class EdgeMiddleware:
         limited = not scope["path"].startswith(_UNLIMITED)
         if limited:
             client = scope["client"][0] if scope.get("client") else "unknown"
-            wait = await self.limits.wait("client", client, time.time())
+            limits = self.limits
+            if limits.shared:
+                wait = await limits.wait("client", client, time.time())
+            else:  # a coroutine less a request, which every request would pay
+                wait = limits.local["client"].wait(client, time.time())
             if wait > 0:
                 self.metrics.rejected.labels("client_rate").inc()
                 message = f"client {client} is over its rate limit; retry after {math.ceil(wait)} s"
@@ -198,19 +201,11 @@ class EdgeMiddleware:
             return
         if (declared is not None and declared != b"0") or b"transfer-encoding" in headers:
             try:
-                async with asyncio.timeout(self.body_timeout):
-                    buffered = await self._buffer(receive)
-            except TimeoutError:
-                self.metrics.rejected.labels("body_timeout").inc()
-                message = f"the request body did not arrive within {self.body_timeout:g} s"
-                await reply(
-                    408,
-                    {"error": "body_timeout", "field": "body", "message": message},
-                    [(b"connection", b"close")],
-                )
-                return
+                buffered = await self._buffer(receive)
             except ClientDisconnect:
-                status[0] = CLIENT_CLOSED
+                # Cut off for being too slow (the protocol answered 408), or hung up.
+                timed_out = scope.get("state", {}).get(BODY_TIMED_OUT)
+                status[0] = 408 if timed_out else CLIENT_CLOSED
                 return
             if buffered is None:
                 await too_large()

@@ -39,6 +39,7 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         loop="uvloop",
         http=guarded_protocol(
             settings.header_timeout_seconds,
+            settings.body_timeout_seconds,
             settings.max_header_bytes,
             app.state.mesh.metrics.rejected,
         ),
