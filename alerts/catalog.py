@@ -199,17 +199,20 @@ _REQUESTS = "agentmesh_api_request_duration_seconds_count"
 _USER_ROUTES = 'route!~"/health/live|/health/ready|/metrics"'
 _REGISTRATION = 'route="/v1/agents",method="POST"'
 _VERIFY = 'route="/v1/handshakes/verify",method="POST"'
+# A request whose client hung up before the answer (499) was never served: it is neither a
+# good event nor a bad one, so no client can spend a budget, or pad one, by hanging up.
+_ANSWERED = 'code!="499"'
 
 CATALOG: tuple[SLO, ...] = tuple(validate(slo) for slo in (
     SLO(
         id="api-availability",
         title="API availability",
         description="Share of API requests (probes and scrapes excluded) answered without a"
-        " server error (5xx).",
+        " server error (5xx); requests whose client hung up first (499) are not counted.",
         objective=99.9,
         sli=SLI(
             errors=f'{_REQUESTS}{{{_USER_ROUTES},code=~"5.."}}',
-            total=f"{_REQUESTS}{{{_USER_ROUTES}}}",
+            total=f"{_REQUESTS}{{{_USER_ROUTES},{_ANSWERED}}}",
         ),
     ),
     SLO(
@@ -219,7 +222,7 @@ CATALOG: tuple[SLO, ...] = tuple(validate(slo) for slo in (
         objective=99.9,
         sli=SLI(
             errors=f'{_REQUESTS}{{{_REGISTRATION},code=~"5.."}}',
-            total=f"{_REQUESTS}{{{_REGISTRATION}}}",
+            total=f"{_REQUESTS}{{{_REGISTRATION},{_ANSWERED}}}",
         ),
     ),
     SLO(
@@ -230,7 +233,7 @@ CATALOG: tuple[SLO, ...] = tuple(validate(slo) for slo in (
         objective=99.9,
         sli=SLI(
             errors=f'{_REQUESTS}{{{_VERIFY},code=~"5.."}}',
-            total=f"{_REQUESTS}{{{_VERIFY}}}",
+            total=f"{_REQUESTS}{{{_VERIFY},{_ANSWERED}}}",
         ),
     ),
     SLO(
