@@ -66,11 +66,6 @@ def test_a_credential_request_replayed_on_another_replica_is_refused(
     record_testsuite_property("security.replay.refused_by", ",".join(others) or "unknown")
     if origin is not None:
         assert others, f"every replay reached {origin}: no second replica behind the target"
-    if mesh.admin_token:
-        entries = mesh.http.get("/v1/audit", params={"limit": 1000}, headers=mesh.admin)
-        minted = [e for e in entries.json()["entries"]
-                  if e["action"] == "credential.issued" and e["subject"] == agent.did]
-        assert len(minted) <= 1  # the page may not reach it on a busy log; never two
 
 
 def test_a_denied_decision_replayed_lowers_trust_once(mesh: MeshClient) -> None:
