@@ -13,15 +13,15 @@ matter of fairness, not of policy, and costs an agent no trust.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
-from mesh.breaker import CircuitBreaker
+from mesh.redisbatch import RedisBatch
 
 __all__ = ["Gcra", "RateLimits"]
 
 # Redis keeps each key's theoretical arrival time, in microseconds of Redis's own clock, so
 # that replicas with drifting clocks still share one schedule. Returns the microseconds to
-# wait, 0 when the request is admitted.
+# wait, 0 when the request is admitted. The time is written with %.0f: Lua's own conversion
+# keeps 14 digits, a tenth of a millisecond off by now; and an expiry is at least 1 ms.
 _GCRA_LUA = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -31,7 +31,8 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat + interval - tolerance
 if allow_at > now then return allow_at - now end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now) / 1000))
+local ttl = math.max(1, math.ceil((tat + interval - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', ttl)
 return 0
 """
 MAX_KEYS = 100_000  # per replica: idle keys are dropped first, as they hold no debt
@@ -72,32 +73,30 @@ class RateLimits:
         client_per_second: float,
         client_burst: int,
         agent_per_minute: int,
-        redis: Any = None,
-        breaker: CircuitBreaker | None = None,
+        redis: RedisBatch | None = None,
     ) -> None:
         self.local = {
             "client": Gcra(client_per_second, client_burst),
             "agent": Gcra(agent_per_minute / 60.0, agent_per_minute),
         }
-        self.redis, self.breaker = redis, breaker
-        self._script = redis.register_script(_GCRA_LUA) if redis is not None else None
+        self.redis = redis
 
     @property
     def shared(self) -> bool:
         """Whether the limits are counted in Redis (else ``local`` is all there is, and a
         caller on a hot path may call it without awaiting anything)."""
-        return self._script is not None
+        return self.redis is not None
 
     async def wait(self, kind: str, key: str, now: float) -> float:
         """Seconds until a request of ``kind`` (client or agent) by ``key`` may pass; 0.0
         when this one passes. A Redis that fails falls back to this replica's own count."""
         local = self.local[kind]
-        if self._script is not None and self.breaker is not None and self.breaker.allow():
+        if self.redis is not None:
             args = (round(local.interval * 1e6), round(local.tolerance * 1e6))
-            script = self._script
+            rate_key = f"mesh:rate:{kind}:{key}"
             with contextlib.suppress(Exception):  # BreakerOpen too: count here instead
-                waited = await self.breaker.call(
-                    lambda: script(keys=[f"mesh:rate:{kind}:{key}"], args=args)
-                )
+                # EVAL, not EVALSHA: no script to reload after a Redis restart, and Redis
+                # caches the compiled script by its digest all the same.
+                waited = await self.redis.run(lambda pipe: pipe.eval(_GCRA_LUA, 1, rate_key, *args))
                 return int(waited) / 1e6
         return local.wait(key, now)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
-from mesh.breaker import CircuitBreaker
 from mesh.errors import Conflict, Replayed, StoreUnavailable
+from mesh.redisbatch import RedisBatch
 from mesh.store import Store, records
 
 __all__ = ["ReplayGuard"]
@@ -27,11 +26,9 @@ SWEEP_SECONDS = 60.0
 
 
 class ReplayGuard:
-    def __init__(
-        self, store: Store, redis: Any = None, breaker: CircuitBreaker | None = None
-    ) -> None:
+    def __init__(self, store: Store, redis: RedisBatch | None = None) -> None:
         self.store = store
-        self.redis, self.breaker = redis, breaker
+        self.redis = redis
         self._seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -59,11 +56,11 @@ class ReplayGuard:
             raise _replayed()
 
     async def _claim_redis(self, key: str, expires_at: float) -> bool:
-        assert self.breaker is not None
-        redis = self.redis
+        assert self.redis is not None
+        at = int(expires_at * 1000)
         try:
-            answer = await self.breaker.call(
-                lambda: redis.set(f"mesh:nonce:{key}", b"1", nx=True, pxat=int(expires_at * 1000))
+            answer = await self.redis.run(
+                lambda pipe: pipe.set(f"mesh:nonce:{key}", b"1", nx=True, pxat=at)
             )
         except Exception as exc:  # BreakerOpen included: Redis failed just before
             raise StoreUnavailable(

@@ -21,6 +21,7 @@ from mesh.breaker import CircuitBreaker
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
 from mesh.limits import RateLimits
+from mesh.redisbatch import RedisBatch
 from mesh.registry import AgentCache
 from mesh.replay import ReplayGuard
 from mesh.revocation import RevocationBook
@@ -59,13 +60,13 @@ class Mesh:
         )
         self.agents = AgentCache(self.store, self.metrics, settings.revocation_poll_seconds)
         self.redis = _redis(settings.redis_url)
-        self.replays = ReplayGuard(self.store, self.redis, self.breaker)
+        batch = RedisBatch(self.redis, self.breaker) if self.redis is not None else None
+        self.replays = ReplayGuard(self.store, batch)
         self.limits = RateLimits(
             settings.client_rate_per_second,
             settings.client_burst,
             settings.rate_limit_per_minute,
-            self.redis,
-            self.breaker,
+            batch,
         )
         self.issuer: Issuer | None = None
         self.ready = False

@@ -72,3 +72,19 @@ def test_with_redis_cut_each_replica_limits_by_its_own_count(sqlite_url: str) ->
             assert time.monotonic() - started < 3.0, "limits waited on a dead Redis"
             body = json.loads(client.get("/v1/agents").text)
             assert body["error"] == "rate_limited"
+
+
+@pytest.mark.redis
+def test_limits_far_above_any_load_keep_every_request_passing_through_redis(
+    sqlite_url: str,
+) -> None:
+    # A rate so high that a request's share of it rounds to no time at all must still be a
+    # valid schedule (an expiry of 0 ms is an error in Redis, and errors open the breaker).
+    env = {"MESH_CLIENT_RATE_PER_SECOND": "100000000", "MESH_CLIENT_BURST": "100000000"}
+    with MeshProcess(sqlite_url, redis=REDIS_URL, env=env) as proc, proc.client() as client:
+        agent = register(client)
+        codes = {_decide(client, agent) for _ in range(20)}
+        assert codes == {200}
+        breaker = [line for line in client.get("/metrics").text.splitlines()
+                   if line.startswith('agentmesh_circuit_breaker_state{dependency="redis"}')]
+        assert breaker and breaker[0].endswith(" 0.0"), breaker
