@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -11,13 +12,23 @@ from mesh.app import create_app
 from mesh.logs import configure
 from mesh.settings import Settings
 
-__all__ = ["run"]
+__all__ = ["run", "serve"]
 
 
-def run(host: str, port: int, storage: str, redis: str | None, zone: str, replica: str) -> None:
+def run(
+    host: str,
+    port: int,
+    storage: str,
+    redis: str | None,
+    zone: str,
+    replica: str,
+    nats: str | None = None,
+) -> None:
     os.environ.update({"MESH_STORAGE_URL": storage, "MESH_ZONE": zone, "MESH_REPLICA": replica})
     if redis:
         os.environ["MESH_REDIS_URL"] = redis
+    if nats:
+        os.environ["MESH_NATS_URL"] = nats
     try:
         settings = Settings()
         configure(settings.log_level, zone, replica)
@@ -28,6 +39,11 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         raise SystemExit(f"error: {name}: {first['msg']}") from None
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    serve(app, host, port)
+
+
+def serve(app: Any, host: str, port: int, **options: Any) -> None:
+    """uvicorn as every meshsre server runs it: uvloop, httptools, our own logging."""
     uvicorn.run(
         app,
         host=host,
@@ -37,4 +53,5 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=5,
+        **options,
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
+from mesh import events
 from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import Registration, TrustUpdate
 from mesh.auth import authenticate
@@ -78,13 +79,15 @@ async def list_agents(
 async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, subject=did)
+    now = time.time()
     deleted = await mesh.store.call(
-        "delete_agent", records.delete_agent(did, caller.actor, time.time()), write=True
+        "delete_agent", records.delete_agent(did, caller.actor, now), write=True
     )
     mesh.agents.drop(did)
     if not deleted:
         raise NotFound(f"no agent {did}", field="path.did")
     mesh.metrics.audit_appends.labels("agent.deregistered").inc()
+    mesh.events.publish(events.deregistered(did, now, mesh.node))
     return {"did": did, "deleted": True}
 
 
@@ -93,13 +96,15 @@ async def set_trust(did: DidPath, request: Request) -> dict[str, Any]:
     body = await read_body(request, TrustUpdate)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, admin_only=True)
+    now = time.time()
     score = await mesh.store.call(
         "change_trust",
-        records.change_trust(did, caller.actor, time.time(), score=body.score, reason=body.reason),
+        records.change_trust(did, caller.actor, now, score=body.score, reason=body.reason),
         write=True,
     )
     mesh.agents.drop(did)
     if score is None:
         raise NotFound(f"no agent {did}", field="path.did")
     mesh.metrics.audit_appends.labels("trust.changed").inc()
+    mesh.events.publish(events.trust_changed(did, score, body.reason, now, mesh.node))
     return {"did": did, "trust_score": score}
