@@ -29,6 +29,7 @@ __all__ = ["Credential", "Governor", "Refused", "Verdict"]
 
 log = logging.getLogger("mesh.sidecar")
 ROTATE_BEFORE_S = 60.0  # a credential is renewed this long before it expires (the PRD's)
+REFRESH_AT = 0.8  # share of a decision's TTL after which using it also renews it
 _DECIDE = "/v1/policy/decide"
 
 
@@ -65,6 +66,7 @@ class Allowed:
     policy: str
     rule: str
     expires: float  # monotonic
+    refresh: float  # from then on, a use asks the mesh again in the background
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ class Governor:
         self.down_since: float | None = None  # monotonic; None while the mesh answers
         self._issuing: asyncio.Lock = asyncio.Lock()
         self._deciding: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._drops = 0  # bumped by every drop: a decision fetched across one is not kept
         metrics.cached.set_function(lambda: len(self.decisions))
+        metrics.fail_closed.set_function(lambda: 1 if self.fail_closed else 0)
         metrics.mesh_reachable.set(0)
 
     # -- state ---------------------------------------------------------------------------------
@@ -121,11 +125,11 @@ class Governor:
         elif self.down_since is None:
             self.down_since = time.monotonic()
         self.metrics.mesh_reachable.set(1 if ok else 0)
-        self.metrics.fail_closed.set(1 if self.fail_closed else 0)
 
     def set_stream(self, up: bool) -> None:
         if not up:
             self.decisions.clear()  # nothing would tell us they stopped holding
+            self._drops += 1
         self.stream_up = up
         self.metrics.stream_up.set(1 if up else 0)
 
@@ -140,6 +144,7 @@ class Governor:
         """Forget every cached decision and (unless only decisions are concerned) the
         credential: all of it, or only if it is ``jti``."""
         self.decisions.clear()
+        self._drops += 1
         held = self.credential
         if credential and held is not None and (jti is None or held.jti == jti):
             self.credential = None
@@ -299,8 +304,13 @@ class Governor:
                 f" {self.settings.grace_seconds:g} s",
             )
         held = self.decisions.get(key)
-        if held is not None and self.stream_up and held.expires > time.monotonic():
+        now = time.monotonic()
+        if held is not None and self.stream_up and held.expires > now:
+            if now >= held.refresh and key not in self._deciding:
+                # Refresh ahead: steady traffic never waits for a decision to expire.
+                asyncio.get_running_loop().create_task(self._refresh(key, traceparent))
             return Verdict("cached", held.policy, held.rule)
+        drops = self._drops
         try:
             answer = await self._shared_decision(key, traceparent)
         except MeshUnreachable as exc:
@@ -326,7 +336,25 @@ class Governor:
                 tool=tool,
                 action=action,
             )
-        ttl = float(answer.get("ttl_seconds") or 0)
-        if ttl > 0 and self.stream_up:
-            self.decisions[key] = Allowed(policy, rule, time.monotonic() + ttl)
+        if drops == self._drops:  # a drop while it was asked: the answer may predate it
+            self._keep(key, answer)
         return Verdict("decided", policy, rule)
+
+    def _keep(self, key: tuple[str, str], answer: dict[str, Any]) -> None:
+        ttl = float(answer.get("ttl_seconds") or 0)
+        if ttl > 0 and self.stream_up and answer.get("decision") == "allow":
+            now = time.monotonic()
+            self.decisions[key] = Allowed(str(answer.get("policy")), str(answer.get("rule")),
+                                          now + ttl, now + ttl * REFRESH_AT)
+
+    async def _refresh(self, key: tuple[str, str], traceparent: str | None) -> None:
+        drops = self._drops
+        try:
+            answer = await self._shared_decision(key, traceparent)
+        except (MeshUnreachable, Refused):
+            return  # the held decision runs out on its own; the next call asks again
+        if drops == self._drops:  # not if a revocation or trust change came meanwhile
+            if answer.get("decision") == "allow":
+                self._keep(key, answer)
+            else:
+                self.decisions.pop(key, None)
