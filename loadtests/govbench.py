@@ -16,43 +16,14 @@ import json
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import click
 
-from alerts.catalog import GOVERNANCE_OVERHEAD
-from loadtests.governance import GovernanceRun, run_governance
+from loadtests.governance import GovernanceRun, run_governance, table
 from mesh.process import ADMIN_TOKEN, MeshProcess, NatsServer
 from mesh.sidecar.process import SidecarProcess, ToolServer
 
-__all__ = ["main", "table"]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} ms"
-
-
-def table(rec: dict[str, Any]) -> str:
-    o, p = rec["overhead"], rec["parameters"]
-    met = {True: "met", False: "MISSED", None: "not measured"}[o["objective"]["met"]]
-    lines = [
-        f"governance overhead ({p['users']} users, {p['rate']:g} req/s offered,"
-        f" {len(p['sidecars'])} sidecars, {p['duration']}):",
-        f"  direct tool call       p50 {_ms(o['direct']['p50_ms'])}  p99"
-        f" {_ms(o['direct']['p99_ms'])}  ({o['direct']['requests']} calls)",
-        f"  through a sidecar      p50 {_ms(o['via_sidecar']['p50_ms'])}  p99"
-        f" {_ms(o['via_sidecar']['p99_ms'])}  ({o['via_sidecar']['requests']} calls)",
-        f"  sidecar overhead p99   {_ms(o['p99_overhead_ms'])}   goal <"
-        f" {GOVERNANCE_OVERHEAD.max_p99_ms:g} ms: {met}",
-        f"  ratio to a direct call (p99)  {o['p99_ratio']}",
-    ]
-    for row in rec["sidecars"]:
-        r = row["revocations"]
-        lines.append(f"  {row['url']}: inside the sidecar p99 {_ms(row['governance_p99_ms'])};"
-                     f" revocation to enforcement p50 {r['p50_s']} s, p99 {r['p99_s']} s,"
-                     f" max {r['max_s']} s ({r['samples']} revocations,"
-                     f" {r['unenforced']} never enforced, via {', '.join(r['channels'])})")
-    return "\n".join(lines)
+__all__ = ["main"]
 
 
 @click.command()

@@ -68,6 +68,9 @@ def _arguments(parser: Any) -> None:
                         " sidecar workload: tool calls through them, and directly to --host)")
     parser.add_argument("--tool", default="echo", help="The tool the sidecars govern,"
                         " whose upstream is --host (the sidecar workload)")
+    parser.add_argument("--revoking-after", type=float, default=0.0, help="Seconds into the"
+                        " run after which the sidecar workload's calls are named '... while"
+                        " revoking' (0: never): revocations start then")
     parser.add_argument("--revocation-every", type=float, default=5.0,
                         help="Seconds between revocation probes (0: off; needs"
                         " MESH_ADMIN_TOKEN)")

@@ -50,9 +50,10 @@ main.add_command(dashboards)
 from alerts.cli import slo  # noqa: E402
 
 main.add_command(slo)
-from loadtests.cli import loadtest  # noqa: E402
+from loadtests.cli import governance, loadtest  # noqa: E402
 
 main.add_command(loadtest)
+main.add_command(governance)
 from chaos.cli import chaos  # noqa: E402
 
 main.add_command(chaos)

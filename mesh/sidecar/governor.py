@@ -344,8 +344,12 @@ class Governor:
         ttl = float(answer.get("ttl_seconds") or 0)
         if ttl > 0 and self.stream_up and answer.get("decision") == "allow":
             now = time.monotonic()
-            self.decisions[key] = Allowed(str(answer.get("policy")), str(answer.get("rule")),
-                                          now + ttl, now + ttl * REFRESH_AT)
+            self.decisions[key] = Allowed(
+                str(answer.get("policy")),
+                str(answer.get("rule")),
+                now + ttl,
+                now + ttl * REFRESH_AT,
+            )
 
     async def _refresh(self, key: tuple[str, str], traceparent: str | None) -> None:
         drops = self._drops
