@@ -17,7 +17,7 @@ from meshsre import status
 from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "chaos", "down", "report", "steady", "up"]
+__all__ = ["CHAOS_STAGES", "chaos", "down", "governance", "report", "steady", "up"]
 
 CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
@@ -28,7 +28,8 @@ def up(job: Nightly, stage: Stage) -> str:
     state = ["--state-dir", s.state_dir]
     job.command(stage, [MESHSRE, "down", "--purge", *state], 60)  # a clean slate every night
     code = job.command(stage, [MESHSRE, "up", *state, "--zones", s.zones, "--replicas-per-zone",
-                               str(s.replicas), "--storage", s.storage, "--base-port", "0"], 180)
+                               str(s.replicas), "--storage", s.storage, "--base-port", "0",
+                               "--sidecars-per-zone", str(s.sidecars_per_zone)], 180)
     if code != 0:
         raise StageError(f"meshsre up exited {code}")
     try:
@@ -65,6 +66,27 @@ def steady(job: Nightly, stage: Stage) -> str:
     return (f"{word}: {totals['requests']} requests at {totals['rps']:.1f}/s,"
             f" 5xx {totals['error_ratio']:.2%}, p99 {totals['service_ms']['p99']:.1f} ms"
             f" ({totals['corrected_ms']['p99']:.1f} ms from the intended send time)")
+
+
+def governance(job: Nightly, stage: Stage) -> str:
+    """Tool calls through the cluster's sidecars and directly, revocations in the second half:
+    the governance overhead and revocation to enforcement on every sidecar."""
+    s = job.settings
+    argv = [MESHSRE, "governance", "--run-id", s.run_id, "--out", str(job.out_dir),
+            "--state-dir", s.state_dir, "--duration", f"{s.governance_seconds}s",
+            "--rate", f"{s.governance_rate:g}", "--users", str(s.users)]
+    if not job.cluster.get("sidecars"):
+        raise StageError("the cluster runs no sidecars (NIGHTLY_SIDECARS_PER_ZONE)")
+    stage.exit_code = job.command(stage, argv, s.governance_seconds + s.stage_timeout)
+    path = job.run_dir / "governance" / "governance.json"
+    if not path.exists():
+        raise StageError(f"meshsre governance exited {stage.exit_code} without {path}")
+    rec = json.loads(path.read_text())
+    o, r = rec["overhead"], rec["revocation"]
+    word = "passed" if rec["passed"] else "MISSED"
+    return (f"{word}: overhead p99 {o['p99_overhead_ms']} ms (ratio {o['p99_ratio']}),"
+            f" revocation to enforcement p99 {r['p99_s']} s over {len(rec['sidecars'])}"
+            " sidecars")
 
 
 def _variables(job: Nightly, name: str) -> list[str]:

@@ -16,7 +16,8 @@ import pytest
 from mesh.local import procs
 from tests.clusterkit import MESHSRE
 
-STAGES = ["up", "steady-load", "az-failure", "backup-restore", "revocation", "report", "down"]
+STAGES = ["up", "steady-load", "governance", "az-failure", "backup-restore", "revocation",
+          "report", "down"]
 
 
 def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
