@@ -95,7 +95,7 @@ def nearest_rank(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def _summary(delays: Sequence[float | None]) -> dict[str, Any]:
+def summarise(delays: Sequence[float | None]) -> dict[str, Any]:
     known = [d for d in delays if d is not None]
     return {"samples": len(known), "unenforced": len(delays) - len(known),
             "p50_s": round(nearest_rank(known, 50), 4) if known else None,
@@ -187,7 +187,7 @@ def _sidecar_rows(spec: GovernanceRun, found: list[Enforcement],
                     if start else 0.0
                 outcomes[dict(labels)["outcome"]] = round(value - was)
         rows.append({"url": url, "revocations": {
-            **_summary([e.seconds for e in mine]),
+            **summarise([e.seconds for e in mine]),
             "delays": [e.as_json()["seconds"] for e in mine],
             "channels": sorted({e.channel for e in mine})},
             "governance_p99_ms": None if inside is None else round(inside * 1000, 3),
@@ -229,7 +229,7 @@ def run_governance(spec: GovernanceRun, echo: Callable[[str], None] = print) -> 
             prober.join(timeout=30)
     ended = time.time()
     after = scrape(spec.sidecars)
-    every = _summary([e.seconds for e in found])
+    every = summarise([e.seconds for e in found])
     cost = overhead(result.record)
     revocation = {**every, "objective_s": PRD_LIMIT_S, "goal_s": GOAL_S,
                   "met": every["unenforced"] == 0 and (every["p99_s"] or 0.0) <= PRD_LIMIT_S,

@@ -19,7 +19,8 @@ from reports.prom import Prom
 
 __all__ = ["CHAOS_STAGES", "chaos", "down", "governance", "report", "steady", "up"]
 
-CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
+CHAOS_STAGES = ("az-failure", "backup-restore", "revocation", "event-stream")
+NEEDS_SIDECARS = frozenset({"event-stream"})
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 
 
@@ -114,8 +115,13 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
         return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
                 f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
                 f" {'valid' if m.get('chain_ok') else 'NOT valid'}")
+    phases = (m.get("sidecars") or {}).get("phases") or {}
+    at_sidecars = "; ".join(f"{k}: p99 {v.get('p99_s')} s" for k, v in phases.items())
+    if name == "event-stream":
+        return f"revocation to enforcement at sidecars: {at_sidecars or 'not measured'}"
     return (f"p50 {m.get('p50_seconds')} s, p99 {m.get('p99_seconds')} s,"
-            f" {m.get('unpropagated')} never enforced")
+            f" {m.get('unpropagated')} never enforced"
+            + (f"; at sidecars {at_sidecars}" if at_sidecars else ""))
 
 
 def _chaos(job: Nightly, stage: Stage, name: str) -> str:

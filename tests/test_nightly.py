@@ -17,7 +17,7 @@ from mesh.local import procs
 from tests.clusterkit import MESHSRE
 
 STAGES = ["up", "steady-load", "governance", "az-failure", "backup-restore", "revocation",
-          "report", "down"]
+          "event-stream", "report", "down"]
 
 
 def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
