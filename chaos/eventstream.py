@@ -86,7 +86,7 @@ def _record(configuration: Mapping[str, Any] | None, phase: str, found: list[Enf
         "target": f"<= {PRD_LIMIT_S:g} s, every sidecar", "measured": every["p99_s"],
         "met": met}})
     return {"phase": phase, **every, "per_sidecar": rows, "met": met,
-            "delays": [e.as_json()["seconds"] for e in found]}
+            "sidecar_delays": [e.as_json()["seconds"] for e in found]}
 
 
 def measure_sidecars(phase: str, rounds: int, configuration: Mapping[str, Any] | None,

@@ -34,7 +34,12 @@ def section(run: RunRecords) -> dict[str, Any]:
     for rec in run.chaos:
         sidecars = (rec.get("measurements") or {}).get("sidecars")
         if isinstance(sidecars, dict):
-            drills.append({"drill": rec["drill"], **sidecars})
+            rows = sidecars.get("per_sidecar") or []
+            # In the order they ran (the record's keys are sorted): with, without, restored.
+            order = list(dict.fromkeys(r["phase"] for r in rows))
+            phases = [{"phase": p, **sidecars["phases"][p]} for p in order
+                      if p in sidecars.get("phases", {})]
+            drills.append({"drill": rec["drill"], "phases": phases, "per_sidecar": rows})
     return {"objective": {"id": GOVERNANCE_OVERHEAD.id, "title": GOVERNANCE_OVERHEAD.title,
                           "description": GOVERNANCE_OVERHEAD.description,
                           "max_p99_ms": GOVERNANCE_OVERHEAD.max_p99_ms},
