@@ -61,6 +61,7 @@ from reports.cli import nightly, report  # noqa: E402
 
 main.add_command(report)
 main.add_command(nightly)
-from mesh.sidecar.cli import sidecar  # noqa: E402
+from mesh.sidecar.cli import sidecar, sidecar_injector  # noqa: E402
 
 main.add_command(sidecar)
+main.add_command(sidecar_injector)

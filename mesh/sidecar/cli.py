@@ -8,7 +8,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-__all__ = ["sidecar"]
+__all__ = ["sidecar", "sidecar_injector"]
 
 
 @click.command("sidecar")
@@ -106,3 +106,60 @@ def sidecar(tools: tuple[str, ...], host: str, port: int, **given: Any) -> None:
     configure("INFO", settings.zone, settings.instance)
     # A proxy passes the tool's own Date and Server on, not a second pair.
     serve(app, host, port, lifespan="on", server_header=False, date_header=False)
+
+
+@click.command("sidecar-injector")
+@click.option(
+    "--image",
+    envvar="MESH_INJECTOR_IMAGE",
+    required=True,
+    help="The sidecar's image (this meshsre image).",
+)
+@click.option(
+    "--mesh",
+    "mesh_url",
+    envvar="MESH_INJECTOR_MESH_URL",
+    required=True,
+    help="The mesh's URL as the sidecars reach it (its Service).",
+)
+@click.option(
+    "--nats",
+    "nats_url",
+    envvar="MESH_INJECTOR_NATS_URL",
+    default="",
+    help="The event stream as the sidecars reach it.",
+)
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Certificate for HTTPS (the API server calls webhooks over TLS only).",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+def sidecar_injector(
+    image: str,
+    mesh_url: str,
+    nats_url: str,
+    host: str,
+    port: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """The mutating admission webhook that injects the sidecar into governed pods."""
+    from mesh.logs import configure
+    from mesh.server import serve
+    from mesh.sidecar.inject import Injector, InjectorConfig
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("give --tls-cert and --tls-key together")
+    configure("INFO", "local", "sidecar-injector")
+    tls = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key} if tls_cert else {}
+    serve(
+        Injector(InjectorConfig(image, mesh_url.rstrip("/"), nats_url)),
+        host,
+        port,
+        lifespan="off",
+        **tls,
+    )
