@@ -115,8 +115,10 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
         return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
                 f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
                 f" {'valid' if m.get('chain_ok') else 'NOT valid'}")
-    phases = (m.get("sidecars") or {}).get("phases") or {}
-    at_sidecars = "; ".join(f"{k}: p99 {v.get('p99_s')} s" for k, v in phases.items())
+    sidecars = m.get("sidecars") or {}
+    phases = sidecars.get("phases") or {}
+    ran = dict.fromkeys(r["phase"] for r in sidecars.get("per_sidecar") or [])  # in order
+    at_sidecars = "; ".join(f"{k}: p99 {phases[k].get('p99_s')} s" for k in ran if k in phases)
     if name == "event-stream":
         return f"revocation to enforcement at sidecars: {at_sidecars or 'not measured'}"
     return (f"p50 {m.get('p50_seconds')} s, p99 {m.get('p99_seconds')} s,"
