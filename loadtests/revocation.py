@@ -133,7 +133,7 @@ class SidecarProbe:
     delay runs from the revocation's acknowledgement, as for replicas."""
 
     def __init__(self, sidecars: Sequence[str], replicas: Sequence[str], admin_token: str,
-                 tool: str = "echo", timeout: float = 10.0, interval: float = 0.005,
+                 tool: str = "echo", timeout: float = 10.0, interval: float = 0.01,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not sidecars or not replicas:
             raise ValueError("the sidecar probe needs sidecar URLs and replica URLs")

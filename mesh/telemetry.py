@@ -401,7 +401,7 @@ SIDECAR_CONTRACT: tuple[MetricSpec, ...] = (
         "agentmesh_sidecar_event_stream_up",
         "gauge",
         "1 while the sidecar follows the event stream; 0 while it falls back to polling the"
-        " mesh (no cached decisions are used then).",
+        " mesh (decisions are then reused for one poll interval at most).",
     ),
     MetricSpec(
         "agentmesh_sidecar_events_received",

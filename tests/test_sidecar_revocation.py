@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from mesh.sidecar.process import SidecarProcess
-from tests.sidecarkit import revoke, rig, sample, wait_for
+from tests.sidecarkit import ADMIN, revoke, rig, sample, wait_for
 
 
 def _jti(sidecar: SidecarProcess) -> str:
@@ -54,7 +54,7 @@ def test_with_the_event_stream_down_sidecars_poll_and_still_enforce_revocations(
             wait_for(lambda: sample(_metrics(sidecar), "agentmesh_sidecar_event_stream_up") == 0,
                      timeout=5)
             assert c.get("/health/ready").json()["event_stream"] == "fallback"
-            # No decision is reused while nothing would say it stopped holding.
+            # The decisions held are dropped: nothing would say they stopped holding.
             assert c.get("/tools/echo/x").headers["x-mesh-decision"] == "decided"
             old = _jti(sidecar)
             revoke(r.mesh, old)
@@ -65,6 +65,23 @@ def test_with_the_event_stream_down_sidecars_poll_and_still_enforce_revocations(
                      timeout=10)
             c.get("/tools/echo/x")
             assert c.get("/tools/echo/x").headers["x-mesh-decision"] == "cached"
+
+
+def test_with_the_event_stream_down_a_trust_drop_is_enforced_within_a_poll_interval(
+    tmp_path: Path,
+) -> None:
+    with rig(tmp_path) as r:
+        sidecar = r.sidecar(env={"MESH_SIDECAR_FALLBACK_POLL_SECONDS": "0.5"})
+        with sidecar.client() as c:
+            r.nats.kill()
+            wait_for(lambda: sample(_metrics(sidecar), "agentmesh_sidecar_event_stream_up") == 0,
+                     timeout=5)
+            calls = [c.get("/tools/echo/x").headers["x-mesh-decision"] for _ in range(20)]
+            assert calls[0] == "decided" and "cached" in calls  # reused, for one interval
+            httpx.put(f"{r.mesh.url}/v1/agents/{sidecar.did}/trust", headers=ADMIN,
+                      json={"score": 100}).raise_for_status()
+            took = wait_for(lambda: c.get("/tools/echo/x").status_code == 403, timeout=5)
+        assert took < 1.5, took
 
 
 def test_the_sidecar_serves_held_decisions_in_the_grace_period_then_fails_closed(

@@ -6,11 +6,13 @@ connection was down are delivered when it is back (at least once). A revocation 
 deregistration drops the credential and every cached decision at once; a trust change or a
 violation drops the decisions.
 
-While the stream is down (no server, no consumer yet) the sidecar reuses no decision (each
-call asks the mesh) and checks its credential with the mesh every ``fallback_poll_seconds``,
-so a revocation is still enforced, later. Redis pub/sub is not used here: it delivers at most
-once, so a sidecar that lost its connection for a second would miss a revocation for good and
-need this poll anyway; the durable consumer replays what was missed.
+While the stream is down (no server, no consumer yet) the sidecar drops its cached decisions,
+reuses a new one for at most ``fallback_poll_seconds`` and checks its credential with the
+mesh as often, so a revocation or a trust change is still enforced, later.
+
+Redis pub/sub is not used here: it delivers at most once, so a sidecar that lost its
+connection for a second would miss a revocation for good and need this poll anyway; the
+durable consumer replays what was missed.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """What a sidecar knows about its agent's standing in the mesh: allowed decisions it may reuse,
 the credential it presents to tools, and whether the mesh answers.
 
-A tool call is authorised by a cached allowed decision (only while the event stream runs: the
-stream is what would say the decision no longer holds), else by asking the mesh. When the mesh
+A tool call is authorised by a cached allowed decision, else by asking the mesh. A decision is
+kept for its TTL while the event stream runs (the stream is what would say it no longer
+holds); while the stream is down, for at most the fallback poll interval, so a trust change is
+enforced within that interval, and a busy agent does not turn every call into a decision (and
+a rate-limit denial, and a trust penalty). When the mesh
 does not answer, a decision held in the cache, even an expired one, is still honoured for the
 grace period; past it, or with nothing cached, the call is refused: the sidecar fails closed.
 Denials are never cached. ``drop`` is what the event stream (or the fallback poll) calls on a
@@ -305,7 +308,7 @@ class Governor:
             )
         held = self.decisions.get(key)
         now = time.monotonic()
-        if held is not None and self.stream_up and held.expires > now:
+        if held is not None and held.expires > now:
             if now >= held.refresh and key not in self._deciding:
                 # Refresh ahead: steady traffic never waits for a decision to expire.
                 asyncio.get_running_loop().create_task(self._refresh(key, traceparent))
@@ -342,7 +345,9 @@ class Governor:
 
     def _keep(self, key: tuple[str, str], answer: dict[str, Any]) -> None:
         ttl = float(answer.get("ttl_seconds") or 0)
-        if ttl > 0 and self.stream_up and answer.get("decision") == "allow":
+        if not self.stream_up:
+            ttl = min(ttl, self.settings.fallback_poll_seconds)
+        if ttl > 0 and answer.get("decision") == "allow":
             now = time.monotonic()
             self.decisions[key] = Allowed(
                 str(answer.get("policy")),
