@@ -72,6 +72,7 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
                for s in job["sidecars"]), job["sidecars"]
     phases = {d["drill"]: {p["phase"]: p for p in d["phases"]}
               for d in report["governance"]["drills"]}
+    assert chaos["event-stream"]["passed"], chaos["event-stream"]["failures"]
     assert phases["event-stream"]["without the stream"]["channels"] == ["fallback"]
     assert phases["revocation"]["under load"]["unenforced"] == 0
     assert "Revocation to enforcement on every sidecar" in html
