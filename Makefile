@@ -37,9 +37,10 @@ fmt: setup ## Format the code
 run: setup ## Run one mesh process in the foreground (PORT=8080, MESH_STORAGE_URL=sqlite:///...)
 	$(MESHSRE) serve --port $(PORT)
 
-bench: setup ## Benchmark the runtime (wrk) and the load generator (Locust vs wrk); writes reports/out/bench/
+bench: setup ## Benchmark the runtime (wrk), the load generator (Locust vs wrk) and the governance sidecar; writes reports/out/bench/
 	$(PY) -m mesh.bench
 	$(PY) -m loadtests.bench
+	$(PY) -m loadtests.govbench
 
 .PHONY: help setup system-packages test lint fmt run bench
 

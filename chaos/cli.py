@@ -28,6 +28,7 @@ _HEADLINE = {
                        "writes_lost_before_backup", "chain_ok", "manifest_match"),
     "revocation": ("samples", "p50_seconds", "p99_seconds", "max_seconds", "goal_met",
                    "server_p99_seconds"),
+    "event-stream": ("sidecars",),
 }
 
 

@@ -120,6 +120,17 @@ def _credentials_and_audit(g: Grid) -> None:
     g.add(stat(
         "Audit chain length", "Entries in the audit chain at the last check.",
         [(f"max(agentmesh_audit_chain_length{{{MESH}}})", "entries")], "short"), 6, 6)
+    g.add(timeseries(
+        "Events published", "Events offered to the JetStream event stream per second, by kind "
+        "and result: ok (stored), retried (a failed attempt), dropped (the queue overflowed "
+        "while NATS was away). Sidecars learn revocations from these.",
+        [(f"sum by (kind, result) (rate(agentmesh_event_published_total{{{MESH}}}[{RATE}]))",
+          "{{kind}} {{result}}")], "ops", stack=True), 8, 6)
+    g.add(stat(
+        "Replicas on the event stream", "Replicas connected to NATS JetStream now, of all that "
+        "report; fewer means revocations reach sidecars late (they poll instead).",
+        [(f"sum(agentmesh_event_stream_up{{{MESH}}})", "connected"),
+         (f"count(agentmesh_event_stream_up{{{MESH}}})", "replicas")], "short"), 4, 6)
     g.add(stat(
         "Mesh build", "Replicas by version and storage backend, from agentmesh_build_info.",
         [(f"count by (version, backend) (agentmesh_build_info{{{MESH}}})",

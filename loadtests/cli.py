@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from loadtests.governance import GovernanceRun, run_governance, table
 from loadtests.profiles import PROFILES
 from loadtests.run import WORKLOADS, LoadRun, RunError, parse_duration, run
 from meshsre import status
 
-__all__ = ["loadtest", "local_cluster"]
+__all__ = ["governance", "loadtest", "local_cluster"]
 
 EXIT_USAGE = 2
 
@@ -109,3 +111,60 @@ def loadtest(host: str, users: int, rate: float, duration: str, shape: str, work
         summary = "passed"
     click.echo(f"loadtest {summary} (run record: {result.record_path})", err=True)
     sys.exit(result.exit_code)
+
+
+def _urls(text: str) -> tuple[str, ...]:
+    return tuple(u.strip().rstrip("/") for u in text.split(",") if u.strip())
+
+
+@click.command("governance")
+@click.option("--sidecars", default="", help="Comma-separated sidecar URLs (default: the local"
+              " cluster's).")
+@click.option("--upstream", default="", help="The tool's own URL, called directly (default: the"
+              " local cluster's tool).")
+@click.option("--replicas", default="", help="Mesh URLs to revoke through (default: the local"
+              " cluster's replicas).")
+@click.option("--users", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--rate", default=100.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Tool calls/s, both paths.")
+@click.option("--duration", default="60s", show_default=True, callback=_duration)
+@click.option("--revoke-every", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between rounds revoking every sidecar's credential (0: none).")
+@click.option("--run-id", envvar="MESHSRE_RUN_ID", default="", help="Run id (default: time).")
+@click.option("--name", default="governance", show_default=True,
+              help="Directory of this job inside the run (several can share a run).")
+@click.option("--out", "out_dir", default="reports/out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--state-dir", envvar="MESHSRE_STATE_DIR", default=".meshsre", show_default=True)
+def governance(sidecars: str, upstream: str, replicas: str, users: int, rate: float,
+               duration: str, revoke_every: float, run_id: str, name: str, out_dir: Path,
+               state_dir: str) -> None:
+    """Tool calls through governance sidecars and directly, under load, with revocations:
+    the sidecar's p99 overhead and revocation-to-enforcement on every sidecar.
+
+    Writes OUT/RUN_ID/NAME/governance.json beside Locust's load.json. Exit 0: the overhead
+    and revocation objectives were met; 1: one was missed; 2: it could not run.
+    """
+    token = os.environ.get("MESH_ADMIN_TOKEN", "")
+    found = (_urls(sidecars), upstream.rstrip("/"), _urls(replicas))
+    if not all(found) or not token:
+        info: dict[str, Any] = local_cluster(state_dir)
+        components = [c for c in info.get("components") or [] if isinstance(c, dict)]
+        found = (found[0] or _urls(",".join(str(u) for u in info.get("sidecars") or [])),
+                 found[1] or str(info.get("tool") or ""),
+                 found[2] or tuple(str(c["url"]) for c in components if c["kind"] == "mesh"))
+        token = token or str(info.get("admin_token") or "")
+    if not found[0] or not found[1]:
+        raise click.UsageError("no sidecars: pass --sidecars and --upstream, or start the local"
+                               " cluster with them (`meshsre up --sidecars-per-zone 1`)")
+    spec = GovernanceRun(sidecars=found[0], upstream=found[1], replicas=found[2],
+                         admin_token=token, users=users, rate=rate, duration=duration,
+                         revoke_every=revoke_every if token else 0.0, run_id=run_id,
+                         name=name, out_dir=out_dir)
+    try:
+        rec = run_governance(spec, echo=lambda line: click.echo(line, err=True))
+    except RunError as exc:
+        click.echo(f"governance: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(table(rec))
+    sys.exit(0 if rec["passed"] else 1)

@@ -64,6 +64,13 @@ def _arguments(parser: Any) -> None:
                         help="Agents each user registers before the measured run")
     parser.add_argument("--replicas", default="", help="Comma-separated replica URLs the"
                         " revocation probe revokes through and polls (default: the host)")
+    parser.add_argument("--sidecars", default="", help="Comma-separated sidecar URLs (the"
+                        " sidecar workload: tool calls through them, and directly to --host)")
+    parser.add_argument("--tool", default="echo", help="The tool the sidecars govern,"
+                        " whose upstream is --host (the sidecar workload)")
+    parser.add_argument("--revoking-after", type=float, default=0.0, help="Seconds into the"
+                        " run after which the sidecar workload's calls are named '... while"
+                        " revoking' (0: never): revocations start then")
     parser.add_argument("--revocation-every", type=float, default=5.0,
                         help="Seconds between revocation probes (0: off; needs"
                         " MESH_ADMIN_TOKEN)")

@@ -1,5 +1,6 @@
-"""The revocation probe: revoke a credential through one replica, time how long the others take
-to reject it.
+"""The revocation probes: revoke a credential through one replica, time how long the others
+take to reject it (``RevocationProbe``), and how long a governance sidecar keeps presenting
+it to its tool (``SidecarProbe``).
 
 The mesh promises that a revocation committed on one replica is enforced by every replica
 within the propagation SLO. The probe measures it from outside: issue a credential (admin),
@@ -23,7 +24,7 @@ import httpx
 
 from meshsre.identity import AgentKey
 
-__all__ = ["ProbeError", "Propagation", "RevocationProbe"]
+__all__ = ["Enforcement", "ProbeError", "Propagation", "RevocationProbe", "SidecarProbe"]
 
 
 class ProbeError(RuntimeError):
@@ -110,3 +111,75 @@ class RevocationProbe:
             if len(delays) < len(others):
                 self.sleep(self.interval)
         return [Propagation(via, r, delays.get(r)) for r in others]
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    sidecar: str
+    revoked_via: str
+    channel: str  # what the sidecar followed when the revocation was made: jetstream, fallback
+    seconds: float | None  # None: still presenting the revoked credential when given up
+
+    def as_json(self) -> dict[str, object]:
+        return {"sidecar": self.sidecar, "revoked_via": self.revoked_via,
+                "channel": self.channel,
+                "seconds": None if self.seconds is None else round(self.seconds, 4)}
+
+
+class SidecarProbe:
+    """Revocation-to-enforcement at sidecars: revoke the credential a sidecar presents to its
+    tool (read from ``X-Mesh-Credential-Jti`` of a tool call) through a replica, then call
+    the tool through the sidecar until the revoked credential is no longer presented. The
+    delay runs from the revocation's acknowledgement, as for replicas."""
+
+    def __init__(self, sidecars: Sequence[str], replicas: Sequence[str], admin_token: str,
+                 tool: str = "echo", timeout: float = 10.0, interval: float = 0.01,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not sidecars or not replicas:
+            raise ValueError("the sidecar probe needs sidecar URLs and replica URLs")
+        self.sidecars = [s.rstrip("/") for s in sidecars]
+        self.replicas = RevocationProbe(replicas, admin_token, http_timeout=2.0)
+        self.path = f"/tools/{tool}/revocation-probe"
+        self.timeout, self.interval, self.sleep = timeout, interval, sleep
+        self.client = httpx.Client(timeout=2.0, trust_env=False)
+
+    def close(self) -> None:
+        self.client.close()
+        self.replicas.close()
+
+    def _presented(self, sidecar: str) -> str | None:
+        """The jti the tool was given; "" when the sidecar refused the call (it presented
+        nothing); None when it did not answer."""
+        try:
+            r = self.client.get(sidecar + self.path)
+        except httpx.HTTPError:
+            return None
+        return r.headers.get("x-mesh-credential-jti", "")
+
+    def _channel(self, sidecar: str) -> str:
+        try:
+            return str(self.client.get(sidecar + "/health/ready").json().get("event_stream"))
+        except (httpx.HTTPError, ValueError):
+            return "unknown"
+
+    def run_once(self, index: int = 0) -> list[Enforcement]:
+        """Revoke every sidecar's credential in turn, through replica ``index + i``."""
+        out = []
+        for i, sidecar in enumerate(self.sidecars):
+            via = self.replicas.replicas[(index + i) % len(self.replicas.replicas)]
+            jti = self._presented(sidecar)
+            if not jti:
+                raise ProbeError(f"{sidecar} presents no credential (is it ready?)")
+            channel = self._channel(sidecar)
+            r = self.replicas._post(via, f"/v1/credentials/{jti}/revoke",
+                                    {"reason": "superseded"})
+            self.replicas._expect(r, 200, f"revoking {sidecar}'s credential on {via}")
+            acknowledged = time.monotonic()
+            seconds = None
+            while time.monotonic() - acknowledged < self.timeout:
+                if (presented := self._presented(sidecar)) is not None and presented != jti:
+                    seconds = time.monotonic() - acknowledged
+                    break
+                self.sleep(self.interval)
+            out.append(Enforcement(sidecar, via, channel, seconds))
+        return out

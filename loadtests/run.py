@@ -32,7 +32,8 @@ from loadtests.profiles import PROFILES, LoadParams, peak_rate
 __all__ = ["LoadRun", "RunError", "RunResult", "Unreachable", "parse_duration", "run"]
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = {"mesh": HERE / "locustfile.py", "health": HERE / "health_locustfile.py"}
+WORKLOADS = {"mesh": HERE / "locustfile.py", "health": HERE / "health_locustfile.py",
+             "sidecar": HERE / "sidecar_locustfile.py"}
 # About 35% of the mesh workload's requests are policy decisions (task weights in the
 # locustfile); each agent may make 120 a minute per replica. Plan for a quarter of that.
 DECISION_SHARE = 0.4

@@ -1,7 +1,8 @@
 """The platform adapter: what chaos experiments and drills need from where the mesh runs.
 
 List the replicas with their zone and health, fail a zone and restore it (an AZ power
-interruption), and back up, destroy and restore the store. ``local`` runs processes on this
+interruption), back up, destroy and restore the store, list the governance sidecars, and stop
+and restore the event stream. ``local`` runs processes on this
 machine (``mesh.local.platform``); ``kubernetes`` cordons the nodes of a zone and deletes the
 mesh pods there. Every method returns JSON-safe data describing what it did, so a Chaos
 Toolkit activity can return it as is.
@@ -63,4 +64,16 @@ class Platform(Protocol):
 
     def restore(self, src: str | Path, timeout: float = 60.0) -> dict[str, Any]:
         """Restore the store from a backup into a fresh target and bring every replica back."""
+        ...
+
+    def sidecars(self) -> list[str]:
+        """URLs of the governance sidecars (each an agent's), where they answer themselves."""
+        ...
+
+    def stop_event_stream(self) -> dict[str, Any]:
+        """Stop the event stream (NATS JetStream) at once, as a crash does."""
+        ...
+
+    def restore_event_stream(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Bring the event stream back and wait until it answers; idempotent."""
         ...

@@ -15,12 +15,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from mesh import __version__
+from mesh import __version__, events
 from mesh.audit import ChainCheck
 from mesh.breaker import CircuitBreaker
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
 from mesh.limits import RateLimits
+from mesh.publisher import EventPublisher
 from mesh.redisbatch import RedisBatch
 from mesh.registry import AgentCache
 from mesh.replay import ReplayGuard
@@ -68,6 +69,10 @@ class Mesh:
             settings.rate_limit_per_minute,
             batch,
         )
+        self.events = EventPublisher(
+            settings.nats_url, self.metrics, f"mesh-{self.node}", settings.event_stream_replicas
+        )
+        self._checkpoint = (0, "")
         self.issuer: Issuer | None = None
         self.ready = False
         self._chain = ChainCheck()
@@ -102,6 +107,7 @@ class Mesh:
         await self.revocations.start()
         await self.agents.start()
         await self.replays.start()
+        await self.events.start()
         self._tasks.append(asyncio.create_task(self._audit_loop()))
         self.ready = True
         # Everything loaded so far (FastAPI, pydantic schemas, OpenTelemetry, the modules)
@@ -154,7 +160,15 @@ class Mesh:
                 pass
             self.metrics.chain_valid.set(1 if self._chain.ok and self._sweep_ok else 0)
             self.metrics.chain_length.set(self._chain.length)
+            self._publish_checkpoint()
             await asyncio.sleep(self.settings.audit_check_seconds)
+
+    def _publish_checkpoint(self) -> None:
+        """The verified head of the audit log, as an event, whenever it moved."""
+        head = (self._chain.length, self._chain.head)
+        if self._chain.ok and self._chain.length and head != self._checkpoint:
+            self._checkpoint = head
+            self.events.publish(events.checkpoint(*head, time.time(), self.node))
 
     async def _sweep_page(self, page: int = 2000) -> None:
         for _ in range(page // PAGE):
@@ -185,6 +199,7 @@ class Mesh:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.events.stop()
         await self.revocations.stop()
         await self.agents.stop()
         await self.replays.stop()

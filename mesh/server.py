@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -12,13 +13,23 @@ from mesh.httpguard import guarded_protocol
 from mesh.logs import configure
 from mesh.settings import Settings
 
-__all__ = ["run"]
+__all__ = ["run", "serve"]
 
 
-def run(host: str, port: int, storage: str, redis: str | None, zone: str, replica: str) -> None:
+def run(
+    host: str,
+    port: int,
+    storage: str,
+    redis: str | None,
+    zone: str,
+    replica: str,
+    nats: str | None = None,
+) -> None:
     os.environ.update({"MESH_STORAGE_URL": storage, "MESH_ZONE": zone, "MESH_REPLICA": replica})
     if redis:
         os.environ["MESH_REDIS_URL"] = redis
+    if nats:
+        os.environ["MESH_NATS_URL"] = nats
     try:
         settings = Settings()
         configure(settings.log_level, zone, replica)
@@ -30,13 +41,10 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     trusted = [a.strip() for a in settings.trusted_proxies.split(",") if a.strip()]
-    uvicorn.run(
+    serve(
         app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
+        host,
+        port,
         http=guarded_protocol(
             settings.header_timeout_seconds,
             settings.body_timeout_seconds,
@@ -47,5 +55,18 @@ def run(host: str, port: int, storage: str, redis: str | None, zone: str, replic
         # sent it; by default no one is trusted, and the peer's address is the client.
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or None,
-        timeout_graceful_shutdown=5,
+    )
+
+
+def serve(app: Any, host: str, port: int, **options: Any) -> None:
+    """uvicorn as every meshsre server runs it: uvloop, httptools (unless ``options`` name
+    another protocol), our own logging."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        **{"http": "httptools", "timeout_graceful_shutdown": 5, **options},
     )

@@ -13,6 +13,9 @@ class Settings(BaseSettings):
 
     storage_url: str = "sqlite:///mesh.db"
     redis_url: str | None = None
+    # The event stream (NATS JetStream): revocations, violations, trust changes, checkpoints.
+    nats_url: str | None = None
+    event_stream_replicas: int = Field(default=1, ge=1, le=5)
     admin_token: SecretStr | None = None
     issuer_key: SecretStr | None = Field(
         default=None, description="base64 Ed25519 seed; else generated once and kept in the store"
@@ -42,6 +45,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     policy_denylist: tuple[str, ...] = ("shell:exec", "filesystem:delete", "credentials:export")
     violation_penalty: int = 10
+    # How long a sidecar may reuse an allowed decision; the event stream cuts it short on a
+    # trust change or revocation.
+    decision_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     # How often a replica polls for changes made through others: revocations and the agent
     # cache (a floor; PostgreSQL pushes revocations at once).
     revocation_poll_seconds: float = Field(default=0.1, gt=0)

@@ -15,16 +15,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
     "CONTRACT",
+    "EVENT_RESULTS",
     "HANDSHAKE_RESULTS",
     "LATENCY_BUCKETS",
     "POLICIES",
     "PROPAGATION_CHANNELS",
     "REJECTION_REASONS",
     "ROUTES",
+    "SIDECAR_CONTRACT",
+    "SIDECAR_OUTCOMES",
     "SIGNED_RESULTS",
     "VERIFICATION_RESULTS",
     "MetricSpec",
     "Metrics",
+    "SidecarMetrics",
     "exposed_names",
     "spec",
 ]
@@ -188,6 +192,18 @@ CONTRACT: tuple[MetricSpec, ...] = (
         PROPAGATION_BUCKETS,
     ),
     MetricSpec(
+        "agentmesh_event_published",
+        "counter",
+        "Events offered to the JetStream event stream, by kind and result (ok: stored;"
+        " retried: a failed attempt, sent again; dropped: the queue overflowed while away).",
+        ("kind", "result"),
+    ),
+    MetricSpec(
+        "agentmesh_event_stream_up",
+        "gauge",
+        "1 while this replica is connected to the event stream (NATS JetStream), else 0.",
+    ),
+    MetricSpec(
         "agentmesh_storage_operation_duration_seconds",
         "histogram",
         "Storage call latency by backend and operation.",
@@ -288,6 +304,7 @@ REJECTION_REASONS = (
     "agent_rate",
 )
 PROPAGATION_CHANNELS = ("poll", "postgres", "redis")
+EVENT_RESULTS = ("ok", "retried", "dropped")
 POLICIES = ("strict", "standard", "permissive")
 
 _BY_NAME = {m.name: m for m in CONTRACT}
@@ -302,6 +319,15 @@ def exposed_names() -> frozenset[str]:
     return frozenset(s for m in CONTRACT for s in m.samples)
 
 
+def _make(m: MetricSpec, registry: CollectorRegistry) -> object:
+    kwargs = {"labelnames": m.labels, "registry": registry}
+    if m.kind == "counter":
+        return Counter(m.name, m.help, **kwargs)  # type: ignore[arg-type]
+    if m.kind == "gauge":
+        return Gauge(m.name, m.help, **kwargs)  # type: ignore[arg-type]
+    return Histogram(m.name, m.help, buckets=m.buckets, **kwargs)  # type: ignore[arg-type]
+
+
 class Metrics:
     """The live metric objects of one mesh process, registered from ``CONTRACT``.
 
@@ -313,13 +339,7 @@ class Metrics:
         self.registry = registry
 
         def make(name: str) -> object:
-            m = _BY_NAME[name]
-            kwargs = {"labelnames": m.labels, "registry": registry}
-            if m.kind == "counter":
-                return Counter(m.name, m.help, **kwargs)  # type: ignore[arg-type]
-            if m.kind == "gauge":
-                return Gauge(m.name, m.help, **kwargs)  # type: ignore[arg-type]
-            return Histogram(m.name, m.help, buckets=m.buckets, **kwargs)  # type: ignore[arg-type]
+            return _make(_BY_NAME[name], registry)
 
         self.request_duration: Histogram = make("agentmesh_api_request_duration_seconds")  # type: ignore[assignment]
         self.in_flight: Gauge = make("agentmesh_http_requests_in_flight")  # type: ignore[assignment]
@@ -337,9 +357,127 @@ class Metrics:
         self.revoked: Counter = make("agentmesh_credential_revoked")  # type: ignore[assignment]
         self.verifications: Counter = make("agentmesh_credential_verification")  # type: ignore[assignment]
         self.propagation: Histogram = make("agentmesh_revocation_propagation_seconds")  # type: ignore[assignment]
+        self.events_published: Counter = make("agentmesh_event_published")  # type: ignore[assignment]
+        self.event_stream_up: Gauge = make("agentmesh_event_stream_up")  # type: ignore[assignment]
         self.storage_duration: Histogram = make("agentmesh_storage_operation_duration_seconds")  # type: ignore[assignment]
         self.storage_errors: Counter = make("agentmesh_storage_errors")  # type: ignore[assignment]
         self.store_up: Gauge = make("agentmesh_store_up")  # type: ignore[assignment]
         self.breaker_state: Gauge = make("agentmesh_circuit_breaker_state")  # type: ignore[assignment]
         self.build_info: Gauge = make("agentmesh_build_info")  # type: ignore[assignment]
         self.start_time: Gauge = make("process_start_time_seconds")  # type: ignore[assignment]
+
+
+# -- The governance sidecar (``meshsre sidecar``): a section of its own, since a sidecar
+# exposes these and not the mesh's. Its job is "sidecar"; the tool-call counter is the mesh's
+# own spec, so one query reads both (by job).
+
+# The overhead goal of a governed tool call is 2 ms at p99: a bucket boundary, like 5 ms above.
+SIDECAR_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+# How a tool call through a sidecar ended: forwarded on a cached decision, on one the mesh
+# just made, on a stale one while the mesh is unreachable (grace); or refused: denied by
+# policy, the mesh unreachable past the grace period (fail closed), the agent revoked; or the
+# tool's upstream failed or timed out.
+SIDECAR_OUTCOMES = (
+    "cached",
+    "decided",
+    "stale",
+    "denied",
+    "unreachable",
+    "revoked",
+    "upstream_error",
+    "upstream_timeout",
+)
+SIDECAR_CONTRACT: tuple[MetricSpec, ...] = (
+    _BY_NAME["agentmesh_tool_call"],
+    MetricSpec(
+        "agentmesh_sidecar_request_duration_seconds",
+        "histogram",
+        "Tool calls through the sidecar, from the agent's request to the last byte of the"
+        " answer, by outcome.",
+        ("outcome",),
+        SIDECAR_BUCKETS,
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_governance_duration_seconds",
+        "histogram",
+        "Time the sidecar spent governing a tool call before forwarding or refusing it"
+        " (decision, cache, credential), by outcome.",
+        ("outcome",),
+        SIDECAR_BUCKETS,
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_mesh_reachable",
+        "gauge",
+        "1 when the sidecar's last call to the mesh succeeded, else 0.",
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_fail_closed",
+        "gauge",
+        "1 while the mesh has been unreachable longer than the grace period: every tool call"
+        " is refused.",
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_event_stream_up",
+        "gauge",
+        "1 while the sidecar follows the event stream; 0 while it falls back to polling the"
+        " mesh (decisions are then reused for one poll interval at most).",
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_events_received",
+        "counter",
+        "Events of this sidecar's agent received from the event stream, by kind.",
+        ("kind",),
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_revocation_enforcement_seconds",
+        "histogram",
+        "Delay from a revocation's commit in the mesh to this sidecar dropping the credential"
+        " and cached decisions, by channel (jetstream, poll).",
+        ("channel",),
+        PROPAGATION_BUCKETS,
+    ),
+    MetricSpec(
+        "agentmesh_sidecar_cached_decisions",
+        "gauge",
+        "Allowed decisions held in the sidecar's cache.",
+    ),
+)
+_SIDECAR_BY_NAME = {m.name: m for m in SIDECAR_CONTRACT}
+
+
+class SidecarMetrics:
+    """The live metric objects of one sidecar, registered from ``SIDECAR_CONTRACT``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def make(name: str) -> object:
+            return _make(_SIDECAR_BY_NAME[name], registry)
+
+        self.tool_calls: Counter = make("agentmesh_tool_call")  # type: ignore[assignment]
+        self.duration: Histogram = make("agentmesh_sidecar_request_duration_seconds")  # type: ignore[assignment]
+        self.governance: Histogram = make("agentmesh_sidecar_governance_duration_seconds")  # type: ignore[assignment]
+        self.mesh_reachable: Gauge = make("agentmesh_sidecar_mesh_reachable")  # type: ignore[assignment]
+        self.fail_closed: Gauge = make("agentmesh_sidecar_fail_closed")  # type: ignore[assignment]
+        self.stream_up: Gauge = make("agentmesh_sidecar_event_stream_up")  # type: ignore[assignment]
+        self.events: Counter = make("agentmesh_sidecar_events_received")  # type: ignore[assignment]
+        self.enforcement: Histogram = make("agentmesh_sidecar_revocation_enforcement_seconds")  # type: ignore[assignment]
+        self.cached: Gauge = make("agentmesh_sidecar_cached_decisions")  # type: ignore[assignment]

@@ -16,10 +16,10 @@ __all__ = ["PROPAGATOR", "tracer"]
 PROPAGATOR = TraceContextTextMapPropagator()
 
 
-def tracer(zone: str, replica: str) -> trace.Tracer:
+def tracer(zone: str, replica: str, service: str = "agentmesh") -> trace.Tracer:
     resource = Resource.create(
         {
-            "service.name": "agentmesh",
+            "service.name": service,
             "service.instance.id": f"{zone}/{replica}",
             "cloud.availability_zone": zone,
         }

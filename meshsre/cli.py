@@ -24,13 +24,18 @@ def main() -> None:
     help="sqlite:///PATH, postgresql://... or memory://",
 )
 @click.option("--redis", envvar="MESH_REDIS_URL", default=None, help="redis://... (optional)")
+@click.option(
+    "--nats", envvar="MESH_NATS_URL", default=None, help="nats://... event stream (optional)"
+)
 @click.option("--zone", envvar="MESH_ZONE", default="local", show_default=True)
 @click.option("--replica", envvar="MESH_REPLICA", default="0", show_default=True)
-def serve(host: str, port: int, storage: str, redis: str | None, zone: str, replica: str) -> None:
+def serve(
+    host: str, port: int, storage: str, redis: str | None, nats: str | None, zone: str, replica: str
+) -> None:
     """Run one mesh process in the foreground."""
     from mesh.server import run
 
-    run(host=host, port=port, storage=storage, redis=redis, zone=zone, replica=replica)
+    run(host=host, port=port, storage=storage, redis=redis, zone=zone, replica=replica, nats=nats)
 
 
 # Subcommand groups of the other parts register here, one line each.
@@ -45,9 +50,10 @@ main.add_command(dashboards)
 from alerts.cli import slo  # noqa: E402
 
 main.add_command(slo)
-from loadtests.cli import loadtest  # noqa: E402
+from loadtests.cli import governance, loadtest  # noqa: E402
 
 main.add_command(loadtest)
+main.add_command(governance)
 from chaos.cli import chaos  # noqa: E402
 
 main.add_command(chaos)
@@ -55,3 +61,7 @@ from reports.cli import nightly, report  # noqa: E402
 
 main.add_command(report)
 main.add_command(nightly)
+from mesh.sidecar.cli import sidecar, sidecar_injector  # noqa: E402
+
+main.add_command(sidecar)
+main.add_command(sidecar_injector)

@@ -10,8 +10,10 @@ Top-level fields of ``meshsre.report/v1``: ``run_id``, ``span`` (start, end, dur
 ``excluded`` (disaster drills not charged to the SLOs), ``faults``, ``slos`` (one row per
 SLO: objective, client, server, server_same_windows, delta_points, disagree,
 budget_consumed, peak_burn_rate, verdict), ``disagreements``, ``loads``, ``phases``,
-``generator``, ``chaos``, ``drills``, ``checks`` (suites run against the deployment: name,
-title, passed, checks, figures), ``propagation``, ``alerts`` (webhook notifications),
+``generator``, ``chaos``, ``drills``, ``governance`` (sidecar overhead and revocation to
+enforcement per sidecar, ``reports.governance``), ``checks`` (suites run against the
+deployment: name, title, passed, checks, figures), ``propagation``, ``alerts`` (webhook
+notifications),
 ``alerts_firing`` (Prometheus ``ALERTS``), ``series`` (every chart's points), ``zone_totals``,
 ``verdict`` (passed, breaches, load_findings); ``trend`` and ``history_file`` are added by
 ``reports.report`` once the history is written.
@@ -24,7 +26,7 @@ from typing import Any
 from alerts.windows import seconds
 from loadtests.thresholds import threshold_for
 from mesh.telemetry import PROPAGATION_BUCKETS
-from reports import chaos
+from reports import chaos, governance
 from reports.client import (
     Window,
     generator_health,
@@ -215,6 +217,8 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
     breaches += [{"kind": "drill", "id": d["name"],
                   "detail": "; ".join(d["failures"]) or "an objective was not met"}
                  for d in drills if not d["passed"]]
+    governed = governance.section(run)
+    breaches += governance.breaches(governed)
     breaches += [{"kind": "chaos", "id": e["name"],
                   "detail": "; ".join(e["failures"]) or "the hypothesis was not met"}
                  for e in experiments if not e["passed"]]
@@ -251,7 +255,7 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
         "loads": [_load_section(ld) for ld in run.loads],
         "phases": phase_rows,
         "generator": [generator_health(ld) for ld in run.loads],
-        "chaos": experiments, "drills": drills, "checks": checks,
+        "chaos": experiments, "drills": drills, "governance": governed, "checks": checks,
         "propagation": _propagation(delays, server.propagation_buckets() if server else None),
         "alerts": _alert_rows(run, start),
         "alerts_firing": _firing(server, start) if server else [],

@@ -42,6 +42,10 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             "error_ratio": main["totals"]["error_ratio"]},
         "chaos": {c["name"]: {"passed": c["passed"], "ttd_s": c.get("ttd_s"),
                               "ttr_s": c.get("ttr_s")} for c in report["chaos"]},
+        "governance": None if not report.get("governance", {}).get("jobs") else {
+            "p99_overhead_ms": report["governance"]["jobs"][-1]["overhead"]["p99_overhead_ms"],
+            "p99_ratio": report["governance"]["jobs"][-1]["overhead"]["p99_ratio"],
+            "revocation_p99_s": report["governance"]["jobs"][-1]["revocation"]["p99_s"]},
         "drills": {d["name"]: {"passed": d["passed"], "rto_s": d.get("rto_s"),
                                "rpo_s": d.get("rpo_s"), "writes_lost": d.get("writes_lost"),
                                "p99_s": (d.get("propagation") or {}).get("p99_seconds")}

@@ -1,5 +1,6 @@
-"""The nightly job: up -> steady load -> AZ failure under load -> backup-restore drill ->
-revocation drill -> security suite -> report -> down (down also after a failure).
+"""The nightly job: up -> steady load -> governance (tool calls through sidecars) -> AZ
+failure under load -> backup-restore drill -> revocation drill -> event-stream drill (with
+sidecars) -> security suite -> report -> down (down also after a failure).
 
 Every stage is the same command a person would run (``meshsre up``, ``meshsre loadtest``,
 ``meshsre chaos NAME``, ``meshsre report``), each as a subprocess with its output in
@@ -38,13 +39,19 @@ def run_all(job: Nightly) -> int:
                 return EXIT_ERROR
         job.run_stage("steady-load", f"{s.steady_seconds} s at {s.rate:g} req/s,"
                       f" {s.users} users", lambda st: stages.steady(job, st))
+        if s.local and s.sidecars_per_zone:
+            job.run_stage("governance", f"{s.governance_seconds} s of tool calls at"
+                          f" {s.governance_rate:g}/s through sidecars and directly",
+                          lambda st: stages.governance(job, st))
         for name in stages.CHAOS_STAGES:
+            if name in stages.NEEDS_SIDECARS and not (s.local and s.sidecars_per_zone):
+                continue
             job.run_stage(name, f"meshsre chaos {name}", stages.chaos(job, name))
         job.run_stage("security", "suites/test_security.py: replays, limits, slow clients",
                       lambda st: stages.security(job, st))
     finally:
         try:
-            if any(st.name in ("steady-load", *stages.CHAOS_STAGES, "security")
+            if any(st.name in ("steady-load", "governance", *stages.CHAOS_STAGES, "security")
                    for st in job.stages):
                 code = stages.report(job)
         finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import record as chaos_record
+from loadtests import governance
 from loadtests import record as load_record
 from meshsre import checks as checks_record
 from meshsre.runrecord import RecordError
@@ -49,6 +50,7 @@ class RunRecords:
     root: Path
     loads: list[LoadRecord] = field(default_factory=list)
     chaos: list[dict[str, Any]] = field(default_factory=list)  # each with "_path"
+    governance: list[dict[str, Any]] = field(default_factory=list)  # each with "_path"
     alerts: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)  # each with "_path"
     manifest: dict[str, Any] | None = None
@@ -66,7 +68,7 @@ class RunRecords:
         for load in self.loads:
             starts.append(load.started)
             ends.append(load.ended)
-        for rec in [*self.chaos, *self.checks]:
+        for rec in [*self.chaos, *self.governance, *self.checks]:
             start, end = rec.get("started_at"), rec.get("ended_at")
             if isinstance(start, int | float) and isinstance(end, int | float):
                 starts.append(float(start))
@@ -120,7 +122,16 @@ def read_run(root: Path) -> RunRecords:
     if not root.is_dir():
         raise RecordError(f"{root}: no such run directory")
     run = RunRecords(root)
+    for path in sorted(root.rglob(governance.RECORD_NAME)):
+        try:
+            data = governance.read(path)
+        except RecordError as exc:
+            raise RecordError(str(exc)) from exc
+        run.governance.append({**data, "_path": str(path.relative_to(root))})
+    run.governance.sort(key=lambda r: float(r["started_at"]))
     for path in sorted(root.rglob(load_record.RECORD_NAME)):
+        if (path.parent / governance.RECORD_NAME).exists():
+            continue  # tool calls through sidecars: the governance record's, not the mesh's
         try:
             data = load_record.read(path)
         except load_record.RecordError as exc:
@@ -141,8 +152,7 @@ def read_run(root: Path) -> RunRecords:
         if run.manifest.get("schema") != MANIFEST_SCHEMA:
             raise RecordError(f"{manifest}: schema {run.manifest.get('schema')!r},"
                               f" expected {MANIFEST_SCHEMA}")
-    if not run.loads and not run.chaos and not run.checks:
-        raise RecordError(
-            f"{root}: no run records (load.json, chaos-*.json or checks-*.json) in it"
-        )
+    if not run.loads and not run.chaos and not run.governance and not run.checks:
+        raise RecordError(f"{root}: no run records (load.json, chaos-*.json,"
+                          " governance.json or checks-*.json) in it")
     return run

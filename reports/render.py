@@ -128,7 +128,36 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
                             highlight=[n for n, e in zip(nights, trend, strict=True)
                                        if not e["passed"]])
     return {"availability": avail, "latency": latency, "burn": burn, "zones": zones,
-            "propagation": propagation, "trend": trend_chart}
+            "propagation": propagation, "trend": trend_chart,
+            **_governance_charts(report["governance"])}
+
+
+def _governance_charts(governance: dict[str, Any]) -> dict[str, str]:
+    """Tool-call latency direct and through a sidecar, and revocation to enforcement on each
+    sidecar, for the last governance job of the run."""
+    jobs = governance["jobs"]
+    if not jobs:
+        return {}
+    job = jobs[-1]
+    o, w = job["overhead"], job["while_revoking"]
+
+    def pair(view: dict[str, Any], path: str) -> list[float]:
+        return [view[path]["p50_ms"] or 0.0, view[path]["p99_ms"] or 0.0]
+
+    series = [("direct", pair(o, "direct")), ("through a sidecar", pair(o, "via_sidecar"))]
+    if w["via_sidecar"]["requests"]:
+        series.append(("through a sidecar, while revoking", pair(w, "via_sidecar")))
+    overhead = bar_chart(
+        f"Governance overhead: tool call latency (p99 overhead {_num(o['p99_overhead_ms'])} ms,"
+        f" goal < {governance['objective']['max_p99_ms']:g} ms)", ["p50", "p99"], series,
+        y_label="milliseconds")
+    rows = job["sidecars"]
+    enforcement = bar_chart(
+        "Revocation to enforcement on every sidecar",
+        [r["name"] for r in rows],
+        [(q, [1000 * (r["revocations"][f"{q}_s"] or 0.0) for r in rows])
+         for q in ("p50", "p99", "max")], y_label="milliseconds")
+    return {"governance_overhead": overhead, "governance_enforcement": enforcement}
 
 
 def _write(path: Path, text: str) -> Path:

@@ -31,13 +31,16 @@ FULL: dict[str, Any] = {
     "replicas": 2, "rate": 30.0, "users": 20, "steady_seconds": 120, "warmup_seconds": 15,
     "observe_seconds": 60, "detect_timeout": 150, "drill_load_rate": 20.0,
     "stage_timeout": 600, "progress_seconds": 10.0,
+    "sidecars_per_zone": 1, "governance_seconds": 60, "governance_rate": 60.0,
 }
 QUICK: dict[str, Any] = {
     "replicas": 1, "rate": 20.0, "users": 10, "steady_seconds": 20, "warmup_seconds": 8,
     "observe_seconds": 15, "detect_timeout": 100, "drill_load_rate": 15.0,
     "stage_timeout": 300, "progress_seconds": 5.0,
+    "sidecars_per_zone": 1, "governance_seconds": 20, "governance_rate": 40.0,
 }
 VAR_PREFIX = "NIGHTLY_VAR_"
+ZERO_ALLOWED = frozenset({"sidecars_per_zone"})  # 0: no sidecars, no governance stage
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Settings:
     drill_load_rate: float
     stage_timeout: int
     progress_seconds: float
+    sidecars_per_zone: int
+    governance_seconds: int
+    governance_rate: float
     mesh_url: str = ""
     prometheus_url: str = ""
     alertmanager_url: str = ""
@@ -84,7 +90,7 @@ class Settings:
                 value = type(default)(raw) if raw else default
             except ValueError:
                 raise SettingsError(f"{key}={raw!r}: not a number") from None
-            if value <= 0:
+            if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
                 raise SettingsError(f"{key}={raw!r}: must be positive")
             numbers[name] = value
         platform = env.get("MESH_PLATFORM", "") or "local"

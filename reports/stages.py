@@ -19,9 +19,10 @@ from meshsre import status
 from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "chaos", "down", "report", "security", "steady", "up"]
+__all__ = ["CHAOS_STAGES", "chaos", "down", "governance", "report", "security", "steady", "up"]
 
-CHAOS_STAGES = ("az-failure", "backup-restore", "revocation")
+CHAOS_STAGES = ("az-failure", "backup-restore", "revocation", "event-stream")
+NEEDS_SIDECARS = frozenset({"event-stream"})
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 SECURITY_SUITE = Path(__file__).resolve().parent.parent / "suites" / "test_security.py"
 
@@ -31,7 +32,8 @@ def up(job: Nightly, stage: Stage) -> str:
     state = ["--state-dir", s.state_dir]
     job.command(stage, [MESHSRE, "down", "--purge", *state], 60)  # a clean slate every night
     code = job.command(stage, [MESHSRE, "up", *state, "--zones", s.zones, "--replicas-per-zone",
-                               str(s.replicas), "--storage", s.storage, "--base-port", "0"], 180)
+                               str(s.replicas), "--storage", s.storage, "--base-port", "0",
+                               "--sidecars-per-zone", str(s.sidecars_per_zone)], 180)
     if code != 0:
         raise StageError(f"meshsre up exited {code}")
     try:
@@ -70,6 +72,27 @@ def steady(job: Nightly, stage: Stage) -> str:
             f" ({totals['corrected_ms']['p99']:.1f} ms from the intended send time)")
 
 
+def governance(job: Nightly, stage: Stage) -> str:
+    """Tool calls through the cluster's sidecars and directly, revocations in the second half:
+    the governance overhead and revocation to enforcement on every sidecar."""
+    s = job.settings
+    argv = [MESHSRE, "governance", "--run-id", s.run_id, "--out", str(job.out_dir),
+            "--state-dir", s.state_dir, "--duration", f"{s.governance_seconds}s",
+            "--rate", f"{s.governance_rate:g}", "--users", str(s.users)]
+    if not job.cluster.get("sidecars"):
+        raise StageError("the cluster runs no sidecars (NIGHTLY_SIDECARS_PER_ZONE)")
+    stage.exit_code = job.command(stage, argv, s.governance_seconds + s.stage_timeout)
+    path = job.run_dir / "governance" / "governance.json"
+    if not path.exists():
+        raise StageError(f"meshsre governance exited {stage.exit_code} without {path}")
+    rec = json.loads(path.read_text())
+    o, r = rec["overhead"], rec["revocation"]
+    word = "passed" if rec["passed"] else "MISSED"
+    return (f"{word}: overhead p99 {o['p99_overhead_ms']} ms (ratio {o['p99_ratio']}),"
+            f" revocation to enforcement p99 {r['p99_s']} s over {len(rec['sidecars'])}"
+            " sidecars")
+
+
 def _variables(job: Nightly, name: str) -> list[str]:
     path = EXPERIMENTS_DIR / f"{name}.json"
     if not path.exists():
@@ -95,8 +118,15 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
         return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
                 f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
                 f" {'valid' if m.get('chain_ok') else 'NOT valid'}")
+    sidecars = m.get("sidecars") or {}
+    phases = sidecars.get("phases") or {}
+    ran = dict.fromkeys(r["phase"] for r in sidecars.get("per_sidecar") or [])  # in order
+    at_sidecars = "; ".join(f"{k}: p99 {phases[k].get('p99_s')} s" for k in ran if k in phases)
+    if name == "event-stream":
+        return f"revocation to enforcement at sidecars: {at_sidecars or 'not measured'}"
     return (f"p50 {m.get('p50_seconds')} s, p99 {m.get('p99_seconds')} s,"
-            f" {m.get('unpropagated')} never enforced")
+            f" {m.get('unpropagated')} never enforced"
+            + (f"; at sidecars {at_sidecars}" if at_sidecars else ""))
 
 
 def _chaos(job: Nightly, stage: Stage, name: str) -> str:

@@ -99,7 +99,7 @@ def test_up_is_ready_in_under_15_seconds_and_prints_one_table(cluster: dict[str,
         "component", "zone", "address", "pid", "ready"]
     assert "front door:" in cluster["up_stdout"]
     kinds = sorted(c["kind"] for c in cluster["components"])
-    assert kinds == ["alertmanager", "haproxy", *["mesh"] * 6, "prometheus", "webhook"]
+    assert kinds == ["alertmanager", "haproxy", *["mesh"] * 6, "nats", "prometheus", "webhook"]
     assert cluster["ready"] and all(c["ready"] and c["pid"] for c in cluster["components"])
     addresses = {c["address"].split(":")[0] for c in cluster["components"] if c["kind"] == "mesh"}
     assert len(addresses) == 6  # one loopback address per replica

@@ -16,8 +16,8 @@ import pytest
 from mesh.local import procs
 from tests.clusterkit import MESHSRE
 
-STAGES = ["up", "steady-load", "az-failure", "backup-restore", "revocation", "security", "report",
-          "down"]
+STAGES = ["up", "steady-load", "governance", "az-failure", "backup-restore", "revocation",
+          "event-stream", "security", "report", "down"]
 
 
 def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -49,13 +49,13 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     # The report exists, with every chart drawn.
     report = _json(run / "slo-report.json")
     html = (run / "slo-report.html").read_text()
-    assert html.count("<svg") == 6 and 'data-empty="true"' not in html
+    assert html.count("<svg") == 8 and 'data-empty="true"' not in html
     assert (run / "slo-report.md").read_text().startswith("<!-- Generated")
     assert [e["run_id"] for e in report["trend"]] == ["ci-nightly"]
     assert (tmp_path / "out" / "history.jsonl").read_text().count("\n") == 1
     # Its verdicts are the records' verdicts.
     chaos = {p.stem.removeprefix("chaos-"): _json(p) for p in run.glob("chaos-*.json")}
-    assert set(chaos) == {"az-failure", "backup-restore", "revocation"}
+    assert set(chaos) == {"az-failure", "backup-restore", "revocation", "event-stream"}
     judged = {e["name"]: e["passed"] for e in report["chaos"] + report["drills"]}
     assert judged == {name: rec["passed"] for name, rec in chaos.items()}
     for row in report["slos"]:
@@ -63,6 +63,19 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
                  for v in (row["client"], row["server"]) if v is not None]
         assert row["verdict"] == ("met" if all(views) else "breached"), row
     assert report["prometheus"]["available"]
+    # Governance: the overhead, and revocation to enforcement on every sidecar (one a zone),
+    # with the stream, under the revocation drill, and without the stream.
+    (job,) = report["governance"]["jobs"]
+    assert job["overhead"]["p99_overhead_ms"] is not None and job["overhead"]["p99_ratio"]
+    assert len(job["sidecars"]) == 3
+    assert all(s["revocations"]["samples"] and not s["revocations"]["unenforced"]
+               for s in job["sidecars"]), job["sidecars"]
+    phases = {d["drill"]: {p["phase"]: p for p in d["phases"]}
+              for d in report["governance"]["drills"]}
+    assert chaos["event-stream"]["passed"], chaos["event-stream"]["failures"]
+    assert phases["event-stream"]["without the stream"]["channels"] == ["fallback"]
+    assert phases["revocation"]["under load"]["unenforced"] == 0
+    assert "Revocation to enforcement on every sidecar" in html
     # The security suite's checks, as a record the report shows: each attack refused.
     security = _json(run / "checks-security.json")
     assert [(c["name"], c["passed"]) for c in report["checks"]] == [("security", True)], \
@@ -76,6 +89,9 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     print(f"\nMEASURED nightly: TTD {az['ttd_seconds']} s, TTR {az['ttr_seconds']} s,"
           f" RTO {chaos['backup-restore']['measurements']['rto_seconds']} s,"
           f" revocation p99 {chaos['revocation']['measurements']['p99_seconds']} s,"
+          f" governance overhead p99 {job['overhead']['p99_overhead_ms']} ms (ratio"
+          f" {job['overhead']['p99_ratio']}), sidecars without the stream p99"
+          f" {phases['event-stream']['without the stream']['p99_s']} s,"
           f" wall {manifest['ended_at'] - manifest['started_at']:.0f} s")
 
 

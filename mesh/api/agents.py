@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
+from mesh import events
 from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
 from mesh.api.models import Registration, TrustUpdate
 from mesh.auth import authenticate
@@ -111,6 +112,8 @@ async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
     if revoked:
         mesh.metrics.revoked.labels(records.DEREGISTERED_REASON).inc(len(revoked))
     mesh.metrics.audit_appends.labels("agent.deregistered").inc()
+    # Sidecars drop the agent's credentials and decisions on this event: no event per jti.
+    mesh.events.publish(events.deregistered(did, now, mesh.node))
     return {"did": did, "deleted": True, "revoked_credentials": revoked}
 
 
@@ -119,13 +122,15 @@ async def set_trust(did: DidPath, request: Request) -> dict[str, Any]:
     body = await read_body(request, TrustUpdate)
     mesh = mesh_of(request)
     caller = await authenticate(mesh, request, admin_only=True)
+    now = time.time()
     score = await mesh.store.call(
         "change_trust",
-        records.change_trust(did, caller.actor, time.time(), score=body.score, reason=body.reason),
+        records.change_trust(did, caller.actor, now, score=body.score, reason=body.reason),
         write=True,
     )
     mesh.agents.drop(did)
     if score is None:
         raise NotFound(f"no agent {did}", field="path.did")
     mesh.metrics.audit_appends.labels("trust.changed").inc()
+    mesh.events.publish(events.trust_changed(did, score, body.reason, now, mesh.node))
     return {"did": did, "trust_score": score}

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
+from mesh import events
 from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
 from mesh.auth import authenticate
@@ -101,6 +102,7 @@ async def revoke(
         write=True,
     )
     await mesh.revocations.publish(jti, revoked_at)
+    mesh.events.publish(events.revoked(did, jti, body.reason, revoked_at, mesh.node))
     mesh.metrics.revoked.labels(body.reason).inc()
     mesh.metrics.audit_appends.labels("credential.revoked").inc()
     return {"jti": jti, "did": did, "reason": body.reason, "revoked_at": revoked_at}

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from mesh import events
 from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import DecisionRequest
 from mesh.auth import authenticate
@@ -34,12 +35,13 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
     policy = agent["policy"]
     if not decision.allowed:
         penalty = -mesh.settings.violation_penalty
+        now = time.time()
         new = await mesh.store.call(
             "change_trust",
             records.change_trust(
                 body.did,
                 caller.actor,
-                time.time(),
+                now,
                 delta=penalty,
                 reason=decision.reason,
                 rule=decision.rule,
@@ -50,6 +52,15 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
         trust = trust if new is None else new
         mesh.metrics.violations.labels(policy, decision.rule).inc()
         mesh.metrics.audit_appends.labels("policy.violation").inc()
+        mesh.events.publish(
+            events.violation(
+                body.did, policy, decision.rule, body.tool, body.action, now, mesh.node
+            )
+        )
+        if new is not None:
+            mesh.events.publish(
+                events.trust_changed(body.did, new, decision.reason, now, mesh.node)
+            )
     elif policy == "permissive":
         log.info(
             "permissive allow", extra={"did": body.did, "tool": body.tool, "action": body.action}
@@ -62,4 +73,6 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
         "reason": decision.reason,
         "policy": policy,
         "trust_score": trust,
+        # A sidecar may reuse an allowed decision this long (never a denial).
+        "ttl_seconds": mesh.settings.decision_ttl_seconds if decision.allowed else 0,
     }

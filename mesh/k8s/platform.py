@@ -45,6 +45,10 @@ class Settings:
     store_secret: str = "agentmesh-secrets"
     tools_image: str = "postgres:16-alpine"
     port: int = 8080
+    # Governance: pods the webhook injected a sidecar into, and the event stream.
+    sidecar_selector: str = "mesh.agentmesh.ai/governed=true"
+    sidecar_port: int = 15001
+    nats_statefulset: str = "nats"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +61,8 @@ class Settings:
             backup_claim=env.get("MESH_K8S_BACKUP_PVC", base.backup_claim),
             store_secret=env.get("MESH_K8S_STORE_SECRET", base.store_secret),
             tools_image=env.get("MESH_K8S_TOOLS_IMAGE", base.tools_image),
+            sidecar_selector=env.get("MESH_K8S_SIDECAR_SELECTOR", base.sidecar_selector),
+            nats_statefulset=env.get("MESH_K8S_NATS_STATEFULSET", base.nats_statefulset),
         )
 
 
@@ -79,6 +85,9 @@ def _ready(pod: Any) -> bool:
         return False
     conditions = pod.status.conditions or []
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+REPLICAS_ANNOTATION = "meshsre.dev/replicas-before-drill"
 
 
 class KubernetesPlatform:
@@ -230,4 +239,65 @@ class KubernetesPlatform:
             "started": [],
             "replicas_ready_seconds": round(ready_s, 4),
             "ready_at": time.time(),
+        }
+
+    # -- governance -------------------------------------------------------------------------
+    def sidecars(self) -> list[str]:
+        """Governed pods in every namespace (agents live outside the mesh's), by pod IP."""
+        pods = self.core.list_pod_for_all_namespaces(
+            label_selector=self.settings.sidecar_selector
+        ).items
+        return sorted(
+            f"http://{p.status.pod_ip}:{self.settings.sidecar_port}"
+            for p in pods
+            if p.status and p.status.pod_ip and _ready(p)
+        )
+
+    def stop_event_stream(self) -> dict[str, Any]:
+        """Scale the NATS StatefulSet to 0, keeping its size in an annotation to restore."""
+        s = self.settings
+        sts = self.apps.read_namespaced_stateful_set(s.nats_statefulset, s.namespace)
+        replicas = int(sts.spec.replicas or 0)
+        at = time.time()
+        if replicas:
+            self.apps.patch_namespaced_stateful_set(
+                s.nats_statefulset,
+                s.namespace,
+                {
+                    "metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}},
+                    "spec": {"replicas": 0},
+                },
+            )
+        return {
+            "platform": self.name,
+            "statefulset": s.nats_statefulset,
+            "replicas": replicas,
+            "at": at,
+        }
+
+    def restore_event_stream(self, timeout: float = 60.0) -> dict[str, Any]:
+        s = self.settings
+        started = time.perf_counter()
+        sts = self.apps.read_namespaced_stateful_set(s.nats_statefulset, s.namespace)
+        meta = sts.metadata
+        kept = ((meta.annotations if meta else None) or {}).get(REPLICAS_ANNOTATION)
+        want = int(kept) if kept else max(int(sts.spec.replicas or 0), 1)
+        if int(sts.spec.replicas or 0) != want:
+            self.apps.patch_namespaced_stateful_set(
+                s.nats_statefulset, s.namespace, {"spec": {"replicas": want}}
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            sts = self.apps.read_namespaced_stateful_set(s.nats_statefulset, s.namespace)
+            if int((sts.status and sts.status.ready_replicas) or 0) >= want:
+                break
+            if time.monotonic() > deadline:
+                raise PlatformError(f"kubernetes: {s.nats_statefulset} not ready after {timeout} s")
+            time.sleep(1.0)
+        return {
+            "platform": self.name,
+            "statefulset": s.nats_statefulset,
+            "replicas": want,
+            "ready_at": time.time(),
+            "duration_seconds": round(time.perf_counter() - started, 4),
         }

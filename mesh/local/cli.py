@@ -56,6 +56,8 @@ def _urls(info: dict[str, Any]) -> str:
         ("haproxy stats", "haproxy_stats"),
         ("alerts file", "alerts_file"),
         ("admin token", "admin_token_file"),
+        ("event stream", "nats"),
+        ("tool", "tool"),
     )
     suffix = {"haproxy_stats": "/stats", "prometheus": "/targets"}
     return "\n".join(
@@ -94,6 +96,13 @@ def _show(cluster: Cluster) -> dict[str, Any]:
     type=click.IntRange(0, 65000),
     help="First port (front door); taken ports fall back to free ones; 0: all free.",
 )
+@click.option(
+    "--sidecars-per-zone",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 3),
+    help="Governance sidecars per zone, each one agent's, in front of a tool (and the tool).",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for ready.")
 @_state_dir
 def up(
@@ -103,6 +112,7 @@ def up(
     redis: str | None,
     without: tuple[str, ...],
     base_port: int,
+    sidecars_per_zone: int,
     timeout: float,
     state_dir: Path,
 ) -> None:
@@ -118,6 +128,7 @@ def up(
             redis=redis,
             without=frozenset(without),
             base_port=base_port,
+            sidecars_per_zone=sidecars_per_zone,
         )
         result = cluster.up(spec, timeout=timeout, progress=lambda m: click.echo(m, err=True))
     except ClusterError as exc:

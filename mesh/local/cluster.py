@@ -27,7 +27,17 @@ __all__ = ["Cluster", "ComponentStatus", "UpResult", "http_client", "log_tail", 
 
 Progress = Callable[[str], None]
 # Stop the front door first so that clients see it go, then the replicas under it.
-_STOP_ORDER = {"haproxy": 0, "mesh": 1, "prometheus": 2, "alertmanager": 3, "webhook": 4}
+# Sidecars go first: they are the agents' way in.
+_STOP_ORDER = {
+    "sidecar": 0,
+    "tool": 1,
+    "haproxy": 2,
+    "mesh": 3,
+    "nats": 4,
+    "prometheus": 5,
+    "alertmanager": 6,
+    "webhook": 7,
+}
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ def log_tail(c: Component, lines: int = 5) -> str:
 
 def probe(client: httpx.Client, c: Component) -> bool:
     try:
-        return client.get(c.url + c.ready_path).status_code == 200
+        return client.get(c.ready_url).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -115,10 +125,12 @@ class Cluster:
             self.paths.save(state)
             try:
                 replicas = state.replicas()
+                # Sidecars need the front door: they start with it, after the first replica.
                 first = [
                     c
                     for c in state.components
-                    if c.kind != "haproxy" and (c.kind != "mesh" or c is replicas[0])
+                    if c.kind not in ("haproxy", "sidecar")
+                    and (c.kind != "mesh" or c is replicas[0])
                 ]
                 say("starting " + ", ".join(c.name for c in first))
                 self.start(state, first, timeout)
@@ -239,6 +251,9 @@ class Cluster:
             "alertmanager": state.url_of("alertmanager"),
             "haproxy_stats": f"http://{haproxy.host}:{haproxy.aux_port}" if haproxy else None,
             "alerts_file": str(self.paths.alerts_file) if state.component("webhook") else None,
+            "nats": f"nats://{nats.address}" if (nats := state.component("nats")) else None,
+            "tool": state.url_of("tool"),
+            "sidecars": [c.url for c in state.sidecars()],
             "admin_token": self.paths.admin_token(),
             "admin_token_file": str(self.paths.token_file),
             "storage": state.storage_url,

@@ -14,7 +14,7 @@ from typing import Any
 from mesh.local import procs, store
 from mesh.local.cluster import Cluster, http_client, probe, proc_of
 from mesh.local.errors import ClusterError
-from mesh.local.state import ClusterState, StateDir
+from mesh.local.state import ClusterState, Component, StateDir
 from mesh.platform import Replica
 
 __all__ = ["LocalPlatform"]
@@ -123,4 +123,44 @@ class LocalPlatform:
             "started": [c.name for c in down],
             "replicas_ready_seconds": round(ready_s, 4),
             "ready_at": time.time(),
+        }
+
+    def sidecars(self) -> list[str]:
+        return [c.url for c in self.cluster.load().sidecars()]
+
+    def _nats(self, state: ClusterState) -> Component:
+        nats = state.component("nats")
+        if nats is None:
+            raise ClusterError(
+                "the cluster runs no event stream (nats-server is missing, or"
+                " it was started --without nats)"
+            )
+        return nats
+
+    def stop_event_stream(self) -> dict[str, Any]:
+        with self.paths.locked():
+            nats = self._nats(self.cluster.load())
+            at = time.time()
+            killed = procs.kill(proc_of(nats))
+        return {
+            "platform": self.name,
+            "stopped": nats.name if killed else None,
+            "already_down": not killed,
+            "at": at,
+        }
+
+    def restore_event_stream(self, timeout: float = 60.0) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self.paths.locked():
+            state = self.cluster.load()
+            nats = self._nats(state)
+            down = not procs.alive(proc_of(nats))
+            if down:
+                self.cluster.start(state, [nats], timeout)
+            self.cluster.wait_ready([nats], timeout)
+        return {
+            "platform": self.name,
+            "started": nats.name if down else None,
+            "ready_at": time.time(),
+            "duration_seconds": round(time.perf_counter() - started, 4),
         }

@@ -55,6 +55,7 @@ def render_file(
     context: dict[str, object] = {
         **TIMINGS,
         "replicas": state.replicas(),
+        "sidecars": state.sidecars(),
         "haproxy": haproxy,
         "haproxy_stats": f"{haproxy.host}:{haproxy.aux_port}" if haproxy else None,
         "prometheus": state.component("prometheus"),

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh.local import governance
 from mesh.local.errors import ClusterError, MissingBinaryError
 from mesh.local.state import ClusterState, Component, StateDir
 
@@ -26,6 +27,7 @@ OPTIONAL_COMPONENTS: dict[str, tuple[str, str]] = {
     "haproxy": ("haproxy", "haproxy"),
     "prometheus": ("prometheus", "prometheus"),
     "alertmanager": ("prometheus-alertmanager", "prometheus-alertmanager"),
+    "nats": ("nats-server", "nats-server"),
 }
 # Offsets from the base port; replicas all share one port on their distinct addresses.
 _OFFSETS = {"haproxy": 0, "haproxy-stats": 1, "prometheus": 2, "alertmanager": 3, "webhook": 4}
@@ -43,6 +45,7 @@ class ClusterSpec:
     redis: str | None = None
     without: frozenset[str] = field(default_factory=frozenset)
     base_port: int = 18080  # 0: every port is picked free by the kernel (tests)
+    sidecars_per_zone: int = 0  # governance sidecars (and a tool behind them); needs no NATS
 
     def __post_init__(self) -> None:
         if not self.zones or len(set(self.zones)) != len(self.zones):
@@ -59,6 +62,8 @@ class ClusterSpec:
             raise ClusterError("storage must be sqlite, sqlite:///PATH or postgresql://...")
         if not 0 <= self.base_port <= 65535 - _REPLICA_OFFSET:
             raise ClusterError("base port out of range")
+        if not 0 <= self.sidecars_per_zone <= 3:
+            raise ClusterError("sidecars per zone must be between 0 and 3")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -68,6 +73,7 @@ class ClusterSpec:
             "redis": self.redis,
             "without": sorted(self.without),
             "base_port": self.base_port,
+            "sidecars_per_zone": self.sidecars_per_zone,
         }
 
 
@@ -135,6 +141,9 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
     ports = _Ports(spec.base_port)
     url = storage_url(spec, paths)
     components: list[Component] = []
+    nats = (
+        governance.event_stream(binaries["nats"], paths, ports.take) if "nats" in binaries else None
+    )
     for zi, zone in enumerate(spec.zones):
         for ri in range(spec.replicas_per_zone):
             host, replica = replica_address(zi, ri), f"{zone}-{ri}"
@@ -155,6 +164,8 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
             ]
             if spec.redis:
                 argv += ["--redis", spec.redis]
+            if nats is not None:
+                argv += ["--nats", governance.nats_url(nats)]
             components.append(
                 Component(
                     name=f"mesh-{replica}",
@@ -254,6 +265,18 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
                 aux_port=stats,
             )
         )
+    if nats is not None:
+        components.append(nats)
+    front_door = components[-1] if components[-1].kind == "haproxy" else components[0]
+    components += governance.sidecars(
+        spec.zones,
+        spec.sidecars_per_zone,
+        front_door.url,
+        nats,
+        _meshsre_command(),
+        paths,
+        ports.take,
+    )
     return ClusterState(
         spec=spec.to_dict(), storage_url=url, redis_url=spec.redis, components=components
     )

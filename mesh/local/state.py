@@ -29,7 +29,7 @@ def default_state_dir() -> Path:
 @dataclass
 class Component:
     name: str
-    kind: str  # mesh, haproxy, prometheus, alertmanager, webhook
+    kind: str  # mesh, haproxy, prometheus, alertmanager, webhook, nats, tool, sidecar
     host: str
     port: int
     argv: list[str]
@@ -50,6 +50,12 @@ class Component:
     def url(self) -> str:
         return f"http://{self.address}"
 
+    @property
+    def ready_url(self) -> str:
+        # NATS answers health checks on its monitoring port, not on its client port.
+        port = self.aux_port if self.kind == "nats" else self.port
+        return f"http://{self.host}:{port}{self.ready_path}"
+
 
 @dataclass
 class ClusterState:
@@ -65,6 +71,9 @@ class ClusterState:
 
     def replicas(self, zone: str | None = None) -> list[Component]:
         return [c for c in self.components if c.kind == "mesh" and (zone is None or c.zone == zone)]
+
+    def sidecars(self) -> list[Component]:
+        return [c for c in self.components if c.kind == "sidecar"]
 
     def zones(self) -> list[str]:
         return list(dict.fromkeys(c.zone for c in self.replicas() if c.zone))
