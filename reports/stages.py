@@ -165,11 +165,13 @@ def security(job: Nightly, stage: Stage) -> str:
     counts = {o: sum(c["outcome"] == o for c in rec["checks"])
               for o in ("passed", "failed", "error", "skipped")}
     figures = rec["figures"]
+    sli = figures.get("slow_bodies.server_decisions_within_slo", "?")
     return (f"{'passed' if rec['passed'] else 'FAILED'}: {counts['passed']} of"
             f" {len(rec['checks'])} checks passed ({counts['skipped']} skipped); replay refused"
-            f" by {figures.get('replay.refused_by', '?')}; a normal client's decision p99"
-            f" {figures.get('slow_bodies.p99_decide_ms_before', '?')} ms, with 300 slow bodies"
-            f" {figures.get('slow_bodies.p99_decide_ms_during', '?')} ms; a flood answered"
+            f" by {figures.get('replay.refused_by', '?')}; with 300 slow bodies, decisions"
+            f" within the SLO in the server {sli}, a normal client's p99"
+            f" {figures.get('slow_bodies.p99_decide_ms_before', '?')} ms before,"
+            f" {figures.get('slow_bodies.p99_decide_ms_during', '?')} ms during; a flood answered"
             f" {figures.get('flood.answered_429', '?')} 429s")
 
 

@@ -19,8 +19,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from alerts.catalog import CATALOG
+from suites.prom import Prometheus
 
-__all__ = ["SlowBodies", "Timings", "decision_slo", "flood", "percentile"]
+__all__ = [
+    "SlowBodies",
+    "Timings",
+    "decision_sli_from_prometheus",
+    "decision_slo",
+    "flood",
+    "percentile",
+]
 
 
 def decision_slo() -> tuple[float, float]:
@@ -29,6 +37,22 @@ def decision_slo() -> tuple[float, float]:
     match = re.search(r'le="([0-9.]+)"', slo.sli.good)
     assert match, slo.sli.good
     return float(match.group(1)), slo.ratio
+
+
+def decision_sli_from_prometheus(url: str, seconds: float) -> float | None:
+    """The decision-latency SLI (good over total, the catalog's own selectors) over the last
+    ``seconds`` and the scrapes around them, once Prometheus has scraped after them."""
+    slo = next(s for s in CATALOG if s.id == "policy-decision-latency")
+    prom = Prometheus(url)
+    try:
+        scrape, _ = prom.intervals()
+        time.sleep(scrape + 1)
+        window = math.ceil(seconds + 2 * scrape)
+        result = prom.query(f"sum(increase({slo.sli.good}[{window}s]))"
+                            f" / sum(increase({slo.sli.total}[{window}s]))")
+    finally:
+        prom.close()
+    return float(result[0]["value"][1]) if result else None
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -24,7 +24,8 @@ import pytest
 
 from meshsre.identity import AgentKey
 from suites.agents import SPONSOR, MeshClient
-from suites.attacks import SlowBodies, Timings, decision_slo, flood
+from suites.attacks import SlowBodies, Timings, decision_sli_from_prometheus, decision_slo, flood
+from suites.conftest import Targets
 from suites.exposition import parse
 
 JSON = {"content-type": "application/json"}
@@ -182,38 +183,41 @@ def _normal_client(mesh: MeshClient, agents: list[AgentKey], seconds: float) -> 
 
 
 def test_slow_body_clients_hold_no_one_else_up(
-    mesh: MeshClient, record_testsuite_property: Any
+    mesh: MeshClient, targets: Targets, record_testsuite_property: Any
 ) -> None:
-    # Judged on the normal client's own p99 of decisions: the attack may add at most the
-    # SLO's whole latency budget to it; and, where the target is one process, on the SLO's
-    # own SLI (the server's decision histogram) over the attack.
+    # Every request of a normal client must be served while 300 slow-body connections are
+    # held; and its decisions' latency, judged as the SLO judges it (in the server), must meet
+    # the objective over the attack: from /metrics when the target is one process, else from
+    # Prometheus. Its own p99, seen from here, is recorded beside it.
     agents = [mesh.register() for _ in range(10)]
     threshold, objective = decision_slo()
     single = _one_process(mesh)
     before = _normal_client(mesh, agents, 5.0)
     served = _decisions(mesh) if single else None
     with SlowBodies(str(mesh.http.base_url), 300) as slow:
+        started = time.monotonic()
         during = _normal_client(mesh, agents, 8.0)
-        held = slow.open_now
-    added_ms = round(during.p99_ms("decide") - before.p99_ms("decide"), 3)
-    figures: dict[str, object] = {
-        "slow_connections_held": held, "p99_decide_ms_before": before.p99_ms("decide"),
-        "p99_decide_ms_during": during.p99_ms("decide"), "p99_added_ms": added_ms,
-        "p99_read_ms_during": during.p99_ms("read"), "requests_during": len(during.statuses)}
+        held, attack_s = slow.open_now, time.monotonic() - started
     if served is not None:
         within, total = (now - then for now, then in zip(_decisions(mesh), served, strict=True))
-        figures["server_decisions_within_slo"] = round(within / total, 4) if total else None
+        sli, basis = (within / total if total else None), "the target's /metrics"
+    elif targets.prometheus:
+        sli, basis = decision_sli_from_prometheus(targets.prometheus, attack_s), "Prometheus"
+    else:
+        sli, basis = None, "not measured: several processes behind the target, no --prometheus"
+    figures: dict[str, object] = {
+        "slow_connections_held": held, "p99_decide_ms_before": before.p99_ms("decide"),
+        "p99_decide_ms_during": during.p99_ms("decide"),
+        "p99_read_ms_during": during.p99_ms("read"), "requests_during": len(during.statuses),
+        "server_decisions_within_slo": "n/a" if sli is None else round(sli, 4),
+        "server_decisions_basis": basis}
     for name, value in figures.items():
         record_testsuite_property(f"security.slow_bodies.{name}", value)
     assert held >= 290, f"only {held} slow connections were held open"
     assert not during.failures(), f"the normal client got {sorted(set(during.failures()))}"
-    assert added_ms <= threshold * 1000, (
-        f"300 slow-body connections added {added_ms} ms to the normal client's p99 of"
-        f" decisions, over the SLO's {threshold * 1000:g} ms; {figures}")
-    share = figures.get("server_decisions_within_slo")
-    assert share is None or float(share) >= objective, (  # type: ignore[arg-type]
-        f"{share:.2%} of decisions within {threshold * 1000:g} ms in the server during the"
-        f" attack (the SLO: {objective:.0%}); {figures}")
+    assert sli is None or sli >= objective, (
+        f"{sli:.2%} of decisions within {threshold * 1000:g} ms in the server during the"
+        f" attack (the SLO: {objective:.0%}, from {basis}); {figures}")
 
 
 def _decisions(mesh: MeshClient) -> tuple[float, float]:
