@@ -42,6 +42,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             "error_ratio": main["totals"]["error_ratio"]},
         "chaos": {c["name"]: {"passed": c["passed"], "ttd_s": c.get("ttd_s"),
                               "ttr_s": c.get("ttr_s")} for c in report["chaos"]},
+        "alerts": None if "alert_quality" not in report else {
+            k: report["alert_quality"]["live"][k] for k in ("precision", "false_pages",
+                                                            "recall")},
         "drills": {d["name"]: {"passed": d["passed"], "rto_s": d.get("rto_s"),
                                "rpo_s": d.get("rpo_s"), "writes_lost": d.get("writes_lost"),
                                "p99_s": (d.get("propagation") or {}).get("p99_seconds")}

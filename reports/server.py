@@ -112,3 +112,13 @@ class ServerView:
     def alerts(self) -> list[Series]:
         """Prometheus's own ``ALERTS`` series: when each alert was pending or firing."""
         return self._range("ALERTS")
+
+    def intervals(self) -> dict[str, float]:
+        """This Prometheus's scrape and rule evaluation intervals, from its own metrics (it
+        must scrape itself); empty when it does not say."""
+        scrape = self.prom.scalar(
+            'max(prometheus_target_interval_length_seconds{quantile="0.5"})', self.end)
+        evaluation = self.prom.scalar("max(prometheus_rule_group_interval_seconds)", self.end)
+        if scrape is None or evaluation is None:
+            return {}
+        return {"scrape_s": round(scrape, 2), "evaluation_s": round(evaluation, 2)}
