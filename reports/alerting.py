@@ -9,8 +9,9 @@ caught by it; its time to detect is the drill's.
 
 Per alert, the report sets the backtest's expected and measured detection and reset times
 (``alerts/build/backtest.json``, evaluated every minute) beside the live ones. The expected
-time on the live stack is the backtest's, less its one-minute scrape, plus the live
-Prometheus's own scrape and evaluation intervals (read from its metrics).
+time on the live stack is the arithmetic alone (the Workbook's detection time of the alert's
+reference fault, its ``for``, any rate window), plus at most one scrape and one evaluation
+of the live Prometheus (its intervals read from its own metrics).
 """
 
 from __future__ import annotations
@@ -96,13 +97,13 @@ def _backtest(path: Path) -> dict[str, Any] | None:
 def _rows(doc: dict[str, Any] | None, live: dict[str, Any], intervals: dict[str, float],
           ) -> list[dict[str, Any]]:
     """One row per alert and severity: backtest figures, then what this run saw of it."""
-    step = next((r["step_s"] for r in (doc or {}).get("resolutions", [])), 60)
     rows = []
     for a in (doc or {}).get("alerts", []):
         expected = (a.get("expected") or {}).get("detection_s")
         live_stack = None
-        if expected is not None and intervals:
-            live_stack = expected - step + intervals["scrape_s"] + intervals["evaluation_s"]
+        if a.get("arithmetic_s") is not None and intervals:
+            live_stack = round(a["arithmetic_s"] + intervals["scrape_s"]
+                               + intervals["evaluation_s"], 2)
         drills = [d for d in live["drills"] if a["alert"] in d["designated"]]
         pages = [p for p in live["pages"] if p["name"] == a["alert"]]
         rows.append({

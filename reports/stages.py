@@ -157,7 +157,8 @@ def _alert_lines(quality: dict[str, Any]) -> list[str]:
     live = quality["live"]
     pages, false = len(live["pages"]), live["false_pages"]
     precision = "no page" if live["precision"] is None else f"{live['precision']:.2f}"
-    lines = [f"alerts: live precision {precision} ({pages} pages, {false} outside a fault)"]
+    lines = [f"alerts: live precision {precision} ({pages} page{'s' * (pages != 1)}, {false}"
+             " outside a fault)"]
     for d in live["drills"]:
         caught = (f"caught by {d['caught_by']} in {d['ttd_s']} s" if d["caught_by"]
                   else f"NOT caught by {' or '.join(d['designated'])}")

@@ -31,17 +31,20 @@ JSON_FILE, MD_FILE = "backtest.json", "backtest.md"
 
 def backtest(slos: Sequence[SLO] = CATALOG, scenarios: Sequence[Scenario] = SLO_MATRIX,
              symptoms: Sequence[Symptom] = SYMPTOM_MATRIX, rules_dir: Path = BUILD_DIR,
-             jobs: int | None = None) -> dict[str, Any]:
-    """Run the matrix and judge it: the ``meshsre.backtest/v1`` document."""
-    cells = run(slos, scenarios, symptoms, rules_dir, jobs or os.cpu_count() or 2)
-    own = rules_dir.resolve() == BUILD_DIR.resolve()
+             jobs: int | None = None, generated: str = "") -> dict[str, Any]:
+    """Run the matrix and judge it: the ``meshsre.backtest/v1`` document. ``generated``
+    names rules this code generated into ``rules_dir`` (a what-if variant): SLOs with the
+    same rules then share a run, as for ``alerts/build``."""
+    own = rules_dir.resolve() == BUILD_DIR.resolve() or bool(generated)
+    cells = run(slos, scenarios, symptoms, rules_dir, jobs or os.cpu_count() or 2, shared=own)
     stands_for = {k: v.id for k, v in classes(slos).items()} if own else {s.id: s.id for s in
                                                                          slos}
     try:
         shown = str(rules_dir.resolve().relative_to(Path.cwd()))
     except ValueError:
         shown = str(rules_dir)
-    return document(cells, slos, stands_for, "alerts/build" if own else shown)
+    name = generated or ("alerts/build" if own else shown)
+    return document(cells, slos, stands_for, name)
 
 
 def write(doc: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -66,6 +66,8 @@ def summaries(cells: Sequence[Cell]) -> list[dict[str, Any]]:
         ref = _reference(mine)
         out.append({"alert": alert, "severity": severity, "slo": slo, **_counts(mine),
                     "reference": ref.scenario if ref else None,
+                    "arithmetic_s": None if ref is None or ref.arithmetic_s is None
+                    else round(ref.arithmetic_s, 2),
                     "expected": _firing(ref, ref.expected) if ref else None,
                     "measured": _firing(ref, ref.measured) if ref else None,
                     "most_episodes": max((c.measured.episodes for c in mine if c.measured),

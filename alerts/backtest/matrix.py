@@ -28,6 +28,7 @@ from alerts.backtest.timeline import RESOLUTIONS, Timeline, timeline
 from alerts.catalog import SLI, SLO, LowTraffic
 from alerts.rules import BUILD_DIR, render, slo_file
 from alerts.sloth import SLI_MISSING
+from alerts.windows import Severity, seconds
 
 __all__ = ["Cell", "classes", "rule_for", "run"]
 
@@ -49,6 +50,9 @@ class Cell:
     note: str = ""
     low_traffic: bool = False
     unpolicied: Firing | None = None  # low traffic: measured without the policy
+    # Seconds to detect by the arithmetic alone, before scrapes and evaluations round it up
+    # (a constant fault only): what another Prometheus's intervals are added to.
+    arithmetic_s: float | None = None
 
     def detection(self, f: Firing | None) -> int | None:
         return None if f is None else f.detection(self.fault[0])
@@ -93,8 +97,6 @@ def rule_for(path: Path, alert: str, severity: str) -> str:
 
 
 def _minutes(duration: str) -> int:
-    from alerts.windows import seconds
-
     return seconds(duration) // 60 if duration != "0m" else 0
 
 
@@ -115,6 +117,16 @@ def _slo_cases(slo: SLO, scenarios: Sequence[Scenario], rules: Path, suffix: str
     return out
 
 
+def _continuous(slo: SLO, scenario: Scenario, severity: Severity, rules: Path,
+                key: tuple[str, str]) -> float | None:
+    """The Workbook's detection time of a constant burn from a clean history, plus the
+    rule's ``for``; None for any other scenario."""
+    if len(scenario.fault) != 1 or scenario.low_traffic or scenario.noise:
+        return None
+    found = arithmetic.workbook_detection(slo, severity, scenario.fault[0].error_ratio(slo))
+    return None if found is None else found + _minutes(rule_for(rules, *key)) * 60.0
+
+
 def _slo_cells(slo: SLO, run_as: SLO, scenario: Scenario, line: Timeline, measured: Measured,
                rules: Path) -> list[Cell]:
     """The cells of ``slo`` in one scenario, from the run of ``run_as`` (the same rules)."""
@@ -130,7 +142,8 @@ def _slo_cells(slo: SLO, run_as: SLO, scenario: Scenario, line: Timeline, measur
         expected=arithmetic.expected(slo, line, res.name, _minutes(rule_for(rules, *burn))),
         measured=got.get(burn), timed=True, note=scenario.note,
         low_traffic=scenario.low_traffic,
-        unpolicied=measured.get(case + "/no-policy", {}).get(burn))]
+        unpolicied=measured.get(case + "/no-policy", {}).get(burn),
+        arithmetic_s=_continuous(slo, scenario, res.name, rules, burn))]
     if slo.sli.bucket and res.name == "page":
         for_ = _minutes(rule_for(rules, SLI_MISSING, "ticket"))
         cells.append(Cell(
@@ -139,7 +152,7 @@ def _slo_cells(slo: SLO, run_as: SLO, scenario: Scenario, line: Timeline, measur
             should=scenario.good_missing, should_budget=scenario.good_missing,
             expected=arithmetic.expected_sli_missing(line, for_) if scenario.good_missing
             else None, measured=got.get((SLI_MISSING, "ticket")), timed=True,
-            note=scenario.note))
+            note=scenario.note, arithmetic_s=for_ * 60.0))
     return cells
 
 
@@ -157,10 +170,13 @@ def _symptom_cells(symptom: Symptom, got: dict[tuple[str, str], Firing],
                     if start + symptom.lag <= t <= last]
             expected = Firing.of([t for t in held if held and t - held[0] >= _minutes(for_)],
                                  symptom.step)
+        # The lag beyond the first scrape that sees the fault is window arithmetic.
+        lag = (symptom.lag - symptom.step) * 60.0 + _minutes(for_) * 60.0
         cells.append(Cell(name, severity, "", symptom.name, symptom.step, symptom.fault,
                           symptom.minutes, should=name in symptom.fires,
                           should_budget=name in symptom.fires, expected=expected,
-                          measured=got.get((name, severity)), timed=timed, note=symptom.note))
+                          measured=got.get((name, severity)), timed=timed, note=symptom.note,
+                          arithmetic_s=lag if timed else None))
     return cells
 
 
@@ -173,16 +189,16 @@ def _alerts_of(path: Path) -> list[tuple[str, str, str]]:
 def run(slos: Sequence[SLO], scenarios: Sequence[Scenario], symptoms: Sequence[Symptom],
         rules_dir: Path = BUILD_DIR, jobs: int = 2, shared: bool = True) -> list[Cell]:
     """Every cell of the matrix, from one batch of promtool runs; ``shared``: one run for
-    the SLOs whose generated rules differ only by names and selectors."""
-    own = rules_dir.resolve() == BUILD_DIR.resolve()
-    stands_for = classes(slos) if own and shared else {s.id: s for s in slos}
+    the SLOs whose generated rules differ only by names and selectors (only for rules this
+    code generated; then the low-traffic policy's two sides are measured too)."""
+    stands_for = classes(slos) if shared else {s.id: s for s in slos}
     runs = {s.id: s for s in stands_for.values()}
     cases: dict[str, tuple[Case, Scenario, Timeline]] = {}
     with tempfile.TemporaryDirectory(prefix="meshsre-rules-") as tmp:
         for slo in runs.values():
             rules = rules_dir / f"slo-{slo.id}.rules.yml"
             cases.update(_slo_cases(slo, scenarios, rules))
-            if own and slo.low_traffic != LowTraffic():
+            if shared and slo.low_traffic != LowTraffic():
                 # The same rules without the low-traffic policy: what the policy removes.
                 bare = Path(tmp) / f"slo-{slo.id}.rules.yml"
                 bare.write_text(render(slo_file(dataclasses.replace(

@@ -34,7 +34,9 @@ def _pct(value: float | None) -> str:
 
 
 def _times(f: dict[str, Any] | None) -> str:
-    if not f or not f["fired"]:
+    if not f:
+        return NONE
+    if not f["fired"]:
         return "no"
     extra = f", {f['episodes']} episodes" if f["episodes"] > 1 else ""
     return f"{duration(f['detection_s'])} / {duration(f['reset_s'])}{extra}"
@@ -52,17 +54,27 @@ def _cell(c: dict[str, Any]) -> str:
 
 def _alerts(doc: dict[str, Any]) -> list[str]:
     rows = [(a["alert"], a["severity"], a["slo"] or NONE, a["cells"], _pct(a["precision"]),
-             _pct(a["recall"]), a["reference"] or NONE,
+             _pct(a["recall"]), a["reference"] or NONE, _seconds(a["arithmetic_s"]),
              _times(a["expected"]), _times(a["measured"]), a["most_episodes"])
             for a in doc["alerts"]]
     return _table(("alert", "severity", "SLO", "cells", "precision", "recall", "timed in",
-                   "expected detect / reset", "measured detect / reset", "most episodes"),
-                  rows)
+                   "arithmetic alone", "expected detect / reset", "measured detect / reset",
+                   "most episodes"), rows)
+
+
+def _seconds(value: float | None) -> str:
+    """Continuous times: a fraction of a minute shows in seconds."""
+    if value is None:
+        return NONE
+    return f"{value:.1f} s" if value < 60 or (value != int(value) and value < 600) \
+        else duration(value)
 
 
 def _matrix(doc: dict[str, Any], slo: str) -> list[str]:
     cells = [c for c in doc["cells"] if c["slo"] == slo]
-    columns = list(dict.fromkeys((c["alert"], c["severity"]) for c in cells))
+    order = {"page": 0, "ticket": 1}
+    columns = sorted(dict.fromkeys((c["alert"], c["severity"]) for c in cells),
+                     key=lambda k: (not k[0].endswith("BudgetBurn"), order[k[1]]))
     scenarios = list(dict.fromkeys(c["scenario"] for c in cells))
     by = {(c["scenario"], c["alert"], c["severity"]): c for c in cells}
     rows = [(s, *(_cell(by[(s, a, sev)]) if (s, a, sev) in by else "n/a" for a, sev in columns))
@@ -107,7 +119,8 @@ def markdown(doc: dict[str, Any]) -> str:
                        " measured through its file.")
             out.append("")
         out += _matrix(doc, slo["id"])
-    out += ["", "## Low traffic", "", *_low_traffic(doc)]
+    if doc["low_traffic"]["rows"]:
+        out += ["", "## Low traffic", "", *_low_traffic(doc)]
     out += ["", "## Symptom alerts", "", *_symptoms(doc)]
     out += ["", "## Gates", ""]
     for g in doc["gates"]:
