@@ -204,3 +204,26 @@ def test_the_cli_writes_the_json_and_the_table_of_the_chosen_scenarios(tmp_path:
     doc = json.loads((tmp_path / JSON_FILE).read_text())
     assert {c["scenario"] for c in doc["cells"]} == {"outage", "zone-down"}
     assert "| outage | ✓ 1m / 30m | ✓ 1h00m / 6h30m |" in out.output
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--low-traffic", "sometimes"], "use off, min-errors=N or min-events=N"),
+    (["--for", "page=soon"], "not a duration like 5m"),
+    (["--for", "warning=5m"], "the severity is page or ticket"),
+])
+def test_the_cli_refuses_a_what_if_it_cannot_build(args: list[str], problem: str) -> None:
+    out = CliRunner().invoke(main, ["alerts", "backtest", *args])
+    assert out.exit_code == 2
+    assert problem in out.output
+
+
+@pytest.mark.slow
+def test_a_what_if_for_on_the_pages_is_measured_and_fails_the_outage_gate(
+        tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["alerts", "backtest", "--for", "page=5m", "--slo",
+                                    "api-availability", "--scenario", "outage", "--quiet",
+                                    "--out", str(tmp_path)])
+    assert out.exit_code == 1
+    doc = json.loads((tmp_path / JSON_FILE).read_text())
+    assert doc["rules"] == "the catalog's rules with --for page=5m"
+    assert "api-availability: 360 s > 171.84 s" in out.output

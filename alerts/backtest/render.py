@@ -110,7 +110,9 @@ def markdown(doc: dict[str, Any]) -> str:
            f"Rules: `{doc['rules']}`. Pages: precision {_pct(pages['precision'])}, recall"
            f" {_pct(pages['recall'])} over {pages['cells']} cells; tickets: precision"
            f" {_pct(tickets['precision'])}, recall {_pct(tickets['recall'])} over"
-           f" {tickets['cells']} cells. Times are detection / reset; a dash: never fired.", "",
+           f" {tickets['cells']} cells. A cell gives the measured detection / reset time after"
+           " the fault; the window arithmetic's own times follow in parentheses wherever they"
+           " differ (every other cell agrees). A dash: nothing fired, as expected.", "",
            "## Alerts", "", *_alerts(doc)]
     for slo in doc["slos"]:
         out += ["", f"## {slo['id']} ({slo['objective']}%)", ""]
