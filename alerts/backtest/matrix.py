@@ -170,8 +170,8 @@ def _symptom_cells(symptom: Symptom, got: dict[tuple[str, str], Firing],
                     if start + symptom.lag <= t <= last]
             expected = Firing.of([t for t in held if held and t - held[0] >= _minutes(for_)],
                                  symptom.step)
-        # The lag beyond the first scrape that sees the fault is window arithmetic.
-        lag = (symptom.lag - symptom.step) * 60.0 + _minutes(for_) * 60.0
+        # A lag of one minute is the scrape that sees the fault; the rest is arithmetic.
+        lag = (symptom.lag - 1) * 60.0 + _minutes(for_) * 60.0
         cells.append(Cell(name, severity, "", symptom.name, symptom.step, symptom.fault,
                           symptom.minutes, should=name in symptom.fires,
                           should_budget=name in symptom.fires, expected=expected,

@@ -3,10 +3,10 @@
 Each scenario gives its input series in promtool's notation (one sample a minute unless
 ``step`` says otherwise), the minutes its fault lasts, and the alerts that must fire; every
 other alert of the rule files must stay quiet. The first alert of ``fires`` is timed: its
-condition holds from ``lag`` minutes after the fault's start (the scrape that sees it, plus
-any rate window) until ``clears`` minutes after the fault's end, and it fires once that has
-lasted the rule's ``for``. A series shows the fault in its samples after ``fault[0]`` up to
-and including ``fault[1]``.
+condition holds from ``lag`` minutes after the fault's start (1: the scrape that sees it;
+more when a rate window or a budget must fill first) until ``clears`` minutes after the
+fault's end, and it fires once that has lasted the rule's ``for``. A series shows the fault
+in its samples after ``fault[0]`` up to and including ``fault[1]``.
 
 Adding an alert to ``alerts/symptoms.py`` means adding here a scenario where it fires and
 one where it must not (``tests/test_backtest.py`` checks both exist).
@@ -190,8 +190,9 @@ SYMPTOM_MATRIX: tuple[Symptom, ...] = (
             (720 * 60, 722 * 60),
             _api(((720, 1000 * _HOURS - 30, 30), (2, 0, 1000 * _HOURS),
                   (28, 1000 * _HOURS - 30, 30))),
-            lag=60, clears=None, rule_files=_SLO, step=60,
-            note="hourly samples: the 15-minute `for` waits for the next evaluation"),
+            lag=22, clears=None, rule_files=_SLO, step=60,
+            note="the budget is gone 21.6 min into the outage, but samples and evaluations"
+            " are hourly: seen at 1 h, and the 15-minute `for` waits for the next hour"),
     Symptom("budget-nearly-spent", "30 days at 0.9x the API budget rate", (), 750 * 60,
             (720 * 60, 722 * 60), _api(((750, 1000 * _HOURS - 54, 54),)),
             rule_files=_SLO, step=60),
