@@ -12,11 +12,11 @@ event counters from the telemetry contract, so an SLO can only name what the mes
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 
 import promql_parser
 
+from alerts.links import Links, check_links
 from alerts.windows import burn_rate_windows, seconds, sli_windows
 from mesh.telemetry import CONTRACT
 
@@ -59,41 +59,11 @@ class CatalogError(ValueError):
     """An SLO that cannot work: the message names the SLO and what to change."""
 
 
-@dataclass(frozen=True)
-class Links:
-    """Where the team keeps its runbooks and dashboards. Every alert's ``runbook_url`` and
-    ``dashboard_url`` and every panel's runbook link come from these two patterns, as the
-    monitoring mixins' ``runbookURLPattern`` does: change them here, then `make alerts
-    dashboards deploy-manifests`."""
-
-    runbook: str = "https://github.com/meshsre/meshsre/blob/main/runbooks/{alert}.md"
-    dashboard: str = "/d/{uid}"  # relative to Grafana's base URL, which differs per install
-
-    def runbook_url(self, alert: str) -> str:
-        return self.runbook.format(alert=alert)
-
-    def dashboard_url(self, uid: str) -> str:
-        return self.dashboard.format(uid=uid)
-
-    def alert_of(self, url: str) -> str | None:
-        """The alert a runbook URL names, or None when the URL does not fit the pattern."""
-        head, _, tail = self.runbook.partition("{alert}")
-        inner = url.removeprefix(head).removesuffix(tail)
-        fits = url.startswith(head) and url.endswith(tail) and inner.isidentifier()
-        return inner if fits else None
-
-
-def check_links(links: Links) -> Links:
-    """Return ``links`` unchanged, or raise CatalogError naming the pattern to fix."""
-    for pattern, field in ((links.runbook, "alert"), (links.dashboard, "uid")):
-        names = {n for _, n, _, _ in string.Formatter().parse(pattern) if n is not None}
-        if names != {field}:
-            raise CatalogError(f"link pattern {pattern!r} must hold {{{field}}} and nothing"
-                               " else in braces")
-    return links
-
-
-LINKS = check_links(Links())
+# Where runbooks and dashboards live, for every alert and panel: point them at your team's.
+LINKS = check_links(Links(
+    runbook="https://github.com/meshsre/meshsre/blob/main/runbooks/{alert}.md",
+    dashboard="/d/{uid}",  # relative to Grafana's base URL, which differs per install
+))
 
 
 @dataclass(frozen=True)

@@ -182,12 +182,13 @@ def test_cli_import_names_the_unknown_metric_and_exits_1(tmp_path: Path) -> None
 
 
 def test_link_patterns_hold_exactly_their_one_placeholder() -> None:
-    assert check_links(Links(runbook="https://wiki.example/oncall/{alert}")).runbook_url(
-        "MeshZoneDown") == "https://wiki.example/oncall/MeshZoneDown"
-    with pytest.raises(CatalogError, match=r"must hold \{alert\}"):
-        check_links(Links(runbook="https://wiki.example/oncall/"))
-    with pytest.raises(CatalogError, match=r"must hold \{uid\}"):
-        check_links(Links(dashboard="/d/{uid}/{panel}"))
+    team = Links(runbook="https://wiki.example/oncall/{alert}", dashboard="/d/{uid}")
+    assert check_links(team).runbook_url("MeshZoneDown") == \
+        "https://wiki.example/oncall/MeshZoneDown"
+    with pytest.raises(ValueError, match=r"must hold \{alert\}"):
+        check_links(Links(runbook="https://wiki.example/oncall/", dashboard="/d/{uid}"))
+    with pytest.raises(ValueError, match=r"must hold \{uid\}"):
+        check_links(Links(runbook=team.runbook, dashboard="/d/{uid}/{panel}"))
     assert LINKS.alert_of(LINKS.runbook_url("MeshZoneDown")) == "MeshZoneDown"
     assert LINKS.alert_of("https://elsewhere.example/MeshZoneDown.md") is None
 
