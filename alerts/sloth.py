@@ -4,7 +4,7 @@ Same record names, labels and group names as `sloth generate`, so Sloth's public
 dashboards (and anything else that reads ``slo:*`` series) work unchanged, and like Sloth one
 alert rule per severity with its window pairs inside. Deliberate differences: the period SLI
 (30d) is a ratio of sums over raw counters, not Sloth's average of 5-minute ratios; a window
-pair also needs the catalog's low-traffic minimum; and a good/total SLI whose good series is
+pair also needs the catalog's low-traffic minimum; and a histogram SLI whose good bucket is
 missing raises ``MeshSliMissing`` instead of reading as 100% errors.
 """
 

@@ -47,11 +47,23 @@ def backtest(slos: Sequence[SLO] = CATALOG, scenarios: Sequence[Scenario] = SLO_
     return document(cells, slos, stands_for, name)
 
 
+def _json(value: Any, depth: int = 0) -> str:
+    """JSON with one line per cell, alert and row: a rule change shows as the lines it moves."""
+    pad = " " * (depth + 1)
+    if isinstance(value, dict) and depth < 2:
+        items = [f"{pad}{json.dumps(k)}: {_json(value[k], depth + 1)}" for k in sorted(value)]
+        return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        items = [pad + json.dumps(v, sort_keys=True) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * depth + "]"
+    return json.dumps(value, sort_keys=True)
+
+
 def write(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     """backtest.json and backtest.md into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / JSON_FILE, out_dir / MD_FILE]
-    texts = [json.dumps(doc, indent=1, sort_keys=True) + "\n", markdown(doc)]
+    texts = [_json(doc) + "\n", markdown(doc)]
     for path, text in zip(paths, texts, strict=True):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
