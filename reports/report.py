@@ -1,7 +1,7 @@
 """Build, write and judge one report: what ``meshsre report`` and the nightly job call.
 
 >>> sorted(FAIL_ON)
-['chaos', 'disagreement', 'drill', 'load', 'slo']
+['alerts', 'chaos', 'disagreement', 'drill', 'load', 'slo']
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ __all__ = ["DEFAULT_FAIL_ON", "EXIT_BREACHED", "EXIT_OK", "FAIL_ON", "Report", "
 
 EXIT_OK, EXIT_BREACHED = 0, 1
 # What can fail a run: a breached SLO, a failed drill objective, a failed chaos experiment
-# (hypothesis deviated), a load test whose thresholds failed or that was invalid, and a
-# client/server disagreement beyond one point.
-FAIL_ON = frozenset({"slo", "drill", "chaos", "load", "disagreement"})
-DEFAULT_FAIL_ON = frozenset({"slo", "drill"})
+# (hypothesis deviated), a load test whose thresholds failed or that was invalid, a
+# client/server disagreement beyond one point, and alerts that paged outside a fault or missed
+# a drill (reports.alerting).
+FAIL_ON = frozenset({"slo", "drill", "chaos", "load", "disagreement", "alerts"})
+DEFAULT_FAIL_ON = frozenset({"slo", "drill", "alerts"})
 
 
 def parse_fail_on(value: str) -> frozenset[str]:

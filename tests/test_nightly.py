@@ -76,8 +76,15 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     assert phases["event-stream"]["without the stream"]["channels"] == ["fallback"]
     assert phases["revocation"]["under load"]["unenforced"] == 0
     assert "Revocation to enforcement on every sidecar" in html
-    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill).
-    failed = any(b["kind"] in ("slo", "drill") for b in report["verdict"]["breaches"])
+    # Live alert quality: the zone drill is caught by its page, and precision is reported.
+    live = report["alert_quality"]["live"]
+    (zone_drill,) = live["drills"]
+    assert (zone_drill["drill"], zone_drill["caught_by"]) == ("az-failure", "MeshZoneDown")
+    assert zone_drill["ttd_s"] == chaos["az-failure"]["measurements"]["ttd_seconds"]
+    assert re.search(r"alerts: live precision ([\d.]+|no page) \(\d+ pages?, ", done.stdout)
+    assert re.search(r"alerts: az-failure caught by MeshZoneDown in [\d.]+ s", done.stdout)
+    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill,alerts).
+    failed = any(b["kind"] in ("slo", "drill", "alerts") for b in report["verdict"]["breaches"])
     assert done.returncode == (1 if failed else 0), done.stdout[-3000:] + done.stderr
     az = chaos["az-failure"]["measurements"]
     print(f"\nMEASURED nightly: TTD {az['ttd_seconds']} s, TTR {az['ttr_seconds']} s,"
