@@ -49,10 +49,13 @@ dashboards: setup ## Generate the Grafana dashboards and sidecar ConfigMaps into
 
 .PHONY: dashboards
 
-alerts: setup ## Generate Prometheus rules and the PrometheusRule from the SLO catalog into alerts/build/
+alerts: setup ## Generate the rules and PrometheusRule from the SLO catalog into alerts/build/, then backtest them (1-2 min)
 	$(PY) -m alerts
 
-.PHONY: alerts
+backtest: setup ## Print every alert's detection and reset times, precision and recall over the fault matrix (promtool)
+	$(MESHSRE) alerts backtest
+
+.PHONY: alerts backtest
 
 ZONES ?= a,b,c
 REPLICAS ?= 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import promql_parser
 
+from alerts.links import Links, check_links
 from alerts.windows import burn_rate_windows, seconds, sli_windows
 from mesh.telemetry import CONTRACT
 
@@ -23,15 +24,20 @@ __all__ = [
     "BACKUP_FRESHNESS",
     "CATALOG",
     "GOVERNANCE_OVERHEAD",
+    "LINKS",
+    "LOW_TRAFFIC",
     "MESH_JOB",
     "SERVICE",
     "SLI",
     "SLO",
     "CatalogError",
     "FreshnessObjective",
+    "Links",
+    "LowTraffic",
     "OverheadObjective",
     "burn_rate_windows",
     "check_freshness",
+    "check_links",
     "sli_windows",
     "validate",
 ]
@@ -46,8 +52,20 @@ _ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _SAMPLES = {sample: m for m in CONTRACT for sample in m.samples}
 
 
+def _name(selector: str) -> str:
+    node = promql_parser.parse(selector)
+    return getattr(node, "name", None) or ""
+
+
 class CatalogError(ValueError):
     """An SLO that cannot work: the message names the SLO and what to change."""
+
+
+# Where runbooks and dashboards live, for every alert and panel: point them at your team's.
+LINKS = check_links(Links(
+    runbook="https://github.com/meshsre/meshsre/blob/main/runbooks/{alert}.md",
+    dashboard="/d/{uid}",  # relative to Grafana's base URL, which differs per install
+))
 
 
 @dataclass(frozen=True)
@@ -58,22 +76,72 @@ class SLI:
     errors: str = ""
     good: str = ""
 
+    @property
+    def bucket(self) -> bool:
+        """Good events are a bucket of the total's histogram: that series is never missing
+        for want of good events, only by mistake (a changed bucket layout, a broken release)."""
+        if not self.good:
+            return False
+        return _name(self.good) == _name(self.total).removesuffix("_count") + "_bucket"
+
+    def _measurable(self, window: str) -> str:
+        """Good series that can be set against their total over ``window``: exposed now, and
+        already at the window's start unless the total was not either (a new replica). A
+        replica without its bucket is ``MeshSliMissing``, not one whose every event failed;
+        one whose bucket came back is left out until the window has passed the gap, as its
+        good events before it are lost."""
+        late = (f"({self.total} offset {window} unless ignoring (le)"
+                f" {self.good} offset {window})")
+        return f"({self.good} unless ignoring (le) {late})"
+
+    def events(self, window: str) -> str:
+        """All events in ``window``; for a bucket SLI, of the series it can measure."""
+        if self.bucket:
+            return (f"sum(increase({self.total}[{window}]) and ignoring (le)"
+                    f" {self._measurable(window)})")
+        return f"sum(increase({self.total}[{window}]))"
+
+    def good_events(self, window: str) -> str:
+        """Good events in ``window`` of a bucket SLI, of the series it can measure."""
+        return f"sum(increase({self.good}[{window}]) and {self._measurable(window)})"
+
+    def bad_events(self, window: str) -> str:
+        """Bad events in ``window``; a counter with no bad (or good) series yet counts as none."""
+        if self.errors:
+            return f"(sum(increase({self.errors}[{window}])) or vector(0))"
+        if self.bucket:
+            return f"({self.events(window)} - {self.good_events(window)})"
+        return f"({self.events(window)} - (sum(increase({self.good}[{window}])) or vector(0)))"
+
     def error_ratio(self, window: str) -> str:
         """Bad events over all events in ``window``, as PromQL.
 
         A ratio of sums over the whole window (never an average of ratios). A window with no
-        traffic yields no sample rather than NaN, and a counter with no bad series yet counts
-        as zero errors rather than hiding the ratio.
+        traffic yields no sample rather than NaN. Never ``1 - good / all``: its rounding can
+        put a burn of exactly 6x over the 6x threshold (1 - 0.94 is 0.06000000000000005).
         """
-        total = f"sum(increase({self.total}[{window}]))"
-        if self.errors:
-            bad = f"(sum(increase({self.errors}[{window}])) or vector(0))"
-        else:
-            bad = f"({total} - (sum(increase({self.good}[{window}])) or vector(0)))"
-        return f"{bad}\n/\n({total} > 0)"
+        return f"{self.bad_events(window)}\n/\n({self.events(window)} > 0)"
 
     def selectors(self) -> tuple[str, ...]:
         return tuple(s for s in (self.total, self.errors, self.good) if s)
+
+
+@dataclass(frozen=True)
+class LowTraffic:
+    """When a burn alert may fire at all: its long window must hold at least ``min_errors``
+    bad events and ``min_events`` events. Zero and zero: the ratio alone decides."""
+
+    min_errors: int = 0
+    min_events: int = 0
+
+    def allows(self, errors: float, events: float) -> bool:
+        return errors >= self.min_errors and events >= self.min_events
+
+
+# The burn alerts of every SLO: a window pair fires only when its long window holds at least
+# two bad events, so one failed request never pages, whatever the traffic (chosen by the
+# backtest over the minimum-events alternative: see alerts/README.md).
+LOW_TRAFFIC = LowTraffic(min_errors=2)
 
 
 @dataclass(frozen=True)
@@ -86,6 +154,7 @@ class SLO:
     service: str = SERVICE
     window: str = "30d"
     dashboard: str = "meshsre-slos"  # uid of the Grafana dashboard that shows it
+    low_traffic: LowTraffic = LOW_TRAFFIC
 
     @property
     def sloth_id(self) -> str:

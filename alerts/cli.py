@@ -1,4 +1,4 @@
-"""`meshsre slo`: list the SLO catalog, export it as OpenSLO, import OpenSLO documents."""
+"""`meshsre slo`: list the SLO catalog, export it as OpenSLO, import OpenSLO and Sloth specs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 
 from alerts.catalog import SLO, CatalogError
 from alerts.openslo import Objective, export_documents, import_documents
+from alerts.sloth_spec import import_sloth, is_sloth
 
 __all__ = ["slo"]
 
@@ -49,23 +50,30 @@ def export(target: str) -> None:
         click.echo(str(path))
 
 
+def _objectives(docs: list[Any]) -> list[Objective]:
+    sloth = [d for d in docs if is_sloth(d)]
+    return [o for d in sloth for o in import_sloth(d)] + import_documents(
+        [d for d in docs if not is_sloth(d)])
+
+
 @slo.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 def import_(files: tuple[str, ...]) -> None:
-    """Read OpenSLO v1 documents, check them against the telemetry contract, and list them."""
-    docs: list[dict[str, Any]] = []
-    try:
-        for name in files:
+    """Read OpenSLO (v1, v1alpha) and Sloth (prometheus/v1) SLO specs, check them against the
+    telemetry contract, and list them."""
+    objectives: list[Objective] = []
+    for name in files:
+        try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-            docs.extend(d for d in yaml.safe_load_all(text) if d is not None)
-        objectives = import_documents(docs)
-    except OSError as exc:
-        raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"not YAML: {exc}") from exc
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from exc
+            objectives += _objectives([d for d in yaml.safe_load_all(text) if d is not None])
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise click.ClickException(f"{name}: not YAML: {exc}") from exc
+        except CatalogError as exc:
+            raise click.ClickException(f"{name}: {exc}") from exc
     if not objectives:
-        raise click.ClickException("no OpenSLO SLO document found")
+        raise click.ClickException("no SLO found: give OpenSLO v1 or v1alpha SLO documents, or"
+                                   " Sloth prometheus/v1 specs")
     for obj in objectives:
         click.echo(_row(obj))

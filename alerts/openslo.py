@@ -5,6 +5,7 @@ takes rates itself); the backup freshness objective becomes a ``thresholdMetric`
 time-slice budgeting. What OpenSLO has no field for (the Grafana dashboard) rides in
 ``metadata.annotations``. Import runs the catalog's validation, so an OpenSLO file naming a
 metric the mesh does not expose is refused with the same message as the catalog would give.
+OpenSLO v1alpha documents, as Sloth writes and reads them, are imported too.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from alerts.catalog import (
     check_freshness,
     validate,
 )
-from alerts.promql import series_names
+from alerts.promql import counter_selector, series_names
 
-__all__ = ["API_VERSION", "Objective", "export_documents", "import_documents"]
+__all__ = ["API_VERSION", "V1ALPHA", "Objective", "export_documents", "import_documents"]
 
 API_VERSION = "openslo/v1"
+V1ALPHA = "openslo/v1alpha"
 _DASHBOARD = "meshsre.dev/dashboard"
 Objective = SLO | FreshnessObjective
 Document = dict[str, Any]
@@ -144,17 +146,54 @@ def _one(doc: Document) -> Objective:
     return validate(SLO(sli=sli, objective=round(target * 100, 10), **common))
 
 
-def import_documents(docs: list[Document]) -> list[Objective]:
-    """Objectives from OpenSLO documents (other kinds are skipped); raises CatalogError."""
+def _days(doc: Document) -> str:
+    windows = doc["spec"].get("timeWindows") or [{"count": 30, "unit": "Day"}]
+    window = windows[0]
+    if len(windows) != 1 or str(window.get("unit", "")).lower() != "day":
+        raise CatalogError(f"openslo SLO {doc['metadata']['name']}: one time window in days,"
+                           f" like count: 30, unit: Day (got {windows})")
+    return f"{int(window['count'])}d"
+
+
+def _v1alpha(doc: Document) -> list[SLO]:
+    """OpenSLO v1alpha as Sloth reads it: each of ``spec.objectives`` is an SLO over the
+    good and total queries of its ``ratioMetrics``, ``sum(rate(...[{{.window}}]))`` or a
+    plain counter; several objectives are named ``<name>-<index>``."""
+    name = str(_get(doc, "metadata", "name"))
+    objectives = _get(doc, "spec", "objectives")
     out = []
+    for i, obj in enumerate(objectives):
+        slo_id = name if len(objectives) == 1 else f"{name}-{i}"
+        ratio = obj.get("ratioMetrics")
+        if not isinstance(ratio, dict):
+            raise CatalogError(f"openslo SLO {slo_id}: only ratioMetrics objectives are supported")
+        try:
+            good, total = (counter_selector(str(ratio[k]["query"])) for k in ("good", "total"))
+        except ValueError as exc:
+            raise CatalogError(f"openslo SLO {slo_id}: {exc}") from exc
+        out.append(validate(SLO(
+            id=slo_id, title=str(obj.get("displayName") or doc["metadata"].get("displayName")
+                                 or name),
+            description=str(doc["spec"].get("description", "")),
+            objective=round(float(obj["target"]) * 100, 10), sli=SLI(total=total, good=good),
+            service=str(_get(doc, "spec", "service")), window=_days(doc))))
+    return out
+
+
+def import_documents(docs: list[Document]) -> list[Objective]:
+    """Objectives from OpenSLO v1 and v1alpha documents (other kinds are skipped); raises
+    CatalogError."""
+    out: list[Objective] = []
     for doc in docs:
         if not isinstance(doc, dict) or doc.get("kind") != "SLO":
             continue
-        if doc.get("apiVersion") != API_VERSION:
-            raise CatalogError(
-                f"openslo: unsupported apiVersion {doc.get('apiVersion')!r}, want {API_VERSION}"
-            )
+        if doc.get("apiVersion") not in (API_VERSION, V1ALPHA):
+            raise CatalogError(f"openslo: unsupported apiVersion {doc.get('apiVersion')!r},"
+                               f" want {API_VERSION} or {V1ALPHA}")
         try:
+            if doc["apiVersion"] == V1ALPHA:
+                out += _v1alpha(doc)
+                continue
             out.append(_one(doc))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             if isinstance(exc, CatalogError):

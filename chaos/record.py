@@ -17,8 +17,9 @@ Top-level fields (all always present):
 - ``fault``: ``{activity, started_at, injected_at, ended_at, recovery, duration_s}`` from the
   control's clock (ended_at null when no recovery succeeded)
 - ``measurements``: the drill's figures, null when not measured:
-  - az-failure: ``zone``, ``platform``, ``ttd_seconds`` (fault start to the first firing
-    alert notification), ``ttd_alert``, ``ttr_seconds`` (fault start to the end of the last
+  - az-failure: ``zone``, ``platform``, ``designated_alerts`` (the alerts that must catch
+    it), ``ttd_seconds`` (fault start to the first firing alert notification), ``ttd_alert``,
+    ``ttr_seconds`` (fault start to the end of the last
     second with a client error ratio above the SLO limit), ``requests_during_failure``,
     ``errors_during_failure``, ``error_ratio_during_failure``, ``observed_seconds``,
     ``zone_restore_seconds``, ``writes_acknowledged``, ``writes_lost``

@@ -20,9 +20,9 @@ from typing import Any
 
 import promql_parser as pp
 
-from alerts.catalog import sli_windows
+from alerts.catalog import LINKS, sli_windows
 from dashboards.layout import SCHEMA_VERSION
-from dashboards.panels import DATASOURCE, RATE, RUNBOOK_BASE
+from dashboards.panels import DATASOURCE, RATE
 from mesh.telemetry import CONTRACT
 
 __all__ = ["KNOWN_SERIES", "check_query", "lint_dashboard", "metric_names", "queries"]
@@ -172,9 +172,8 @@ def _check_panel(p: dict[str, Any]) -> Iterator[str]:
         yield from check_query(t.get("expr", ""))
     for link in p.get("links", []):
         url = link.get("url", "")
-        if link.get("title", "").startswith("Runbook") and not (
-                url.startswith(RUNBOOK_BASE) and url.endswith(".md")):
-            yield f"runbook link {url!r} is not under {RUNBOOK_BASE}"
+        if link.get("title", "").startswith("Runbook") and LINKS.alert_of(url) is None:
+            yield f"runbook link {url!r} does not fit the catalog's pattern {LINKS.runbook}"
 
 
 def _overlaps(panels: list[dict[str, Any]]) -> Iterator[str]:

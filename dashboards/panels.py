@@ -21,11 +21,12 @@ from grafanalib.core import (
     TimeSeries,
 )
 
+from alerts.catalog import LINKS
+
 __all__ = [
     "DATASOURCE",
     "MESH",
     "RATE",
-    "RUNBOOK_BASE",
     "BarGauge",
     "PromTarget",
     "bar_gauge",
@@ -44,7 +45,6 @@ __all__ = [
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana widens this to at least four scrape intervals, so rates never come out empty.
 RATE = "$__rate_interval"
-RUNBOOK_BASE = "https://github.com/meshsre/meshsre/blob/main/runbooks/"
 
 Query = tuple[str, str]  # (PromQL, legend format)
 Steps = list[dict[str, Any]]
@@ -100,7 +100,7 @@ def steps(base: str = "green", *levels: tuple[float, str]) -> Steps:
 
 
 def runbook_link(alert: str) -> dict[str, Any]:
-    return {"targetBlank": True, "title": f"Runbook: {alert}", "url": f"{RUNBOOK_BASE}{alert}.md"}
+    return {"targetBlank": True, "title": f"Runbook: {alert}", "url": LINKS.runbook_url(alert)}
 
 
 def _targets(queries: Sequence[Query], *, instant: bool = False, fmt: str = "time_series"

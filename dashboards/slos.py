@@ -9,6 +9,7 @@ from __future__ import annotations
 from grafanalib.core import Dashboard, Stat
 
 from alerts.catalog import BACKUP_FRESHNESS, CATALOG, SLO, burn_rate_windows, sli_windows
+from alerts.sloth import SLI_MISSING
 from dashboards.layout import Grid, dashboard
 from dashboards.panels import (
     bar_gauge,
@@ -42,7 +43,7 @@ def _burn_rate(slo: SLO, window: str) -> str:
 
 
 def _alert_state(slo: SLO) -> str:
-    by = "max by (alertname, severity, long)"
+    by = "max by (alertname, severity)"
     # The last arm keeps one "ok" row while nothing is pending or firing, so a quiet SLO shows
     # green rather than "No data".
     return (f'{by} (ALERTS{{slo="{slo.id}", alertstate="firing"}}) * 2 '
@@ -80,11 +81,12 @@ def _overview(g: Grid) -> None:
 def _slo_row(g: Grid, slo: SLO) -> None:
     g.row(f"{slo.title}: {slo.objective:g}% over {slo.window}")
     windows = burn_rate_windows(slo.window)
+    missing = [SLI_MISSING] if slo.sli.bucket else []
     g.add(stat("SLI", f"{slo.description} Good events over all events in the last "
                f"{slo.window}.",
                [(f"1 - slo:sli_error:ratio_rate{slo.window}{_sel(slo)}", "SLI")],
                "percentunit", thresholds=steps("red", (slo.ratio, "green")),
-               alerts=[slo.alert_name]), 4, 6)
+               alerts=[slo.alert_name, *missing]), 4, 6)
     g.add(stat("Error budget remaining", f"Share of the {slo.window} error budget "
                f"({slo.error_budget:.2%} of events) not yet spent.",
                [(f"slo:period_error_budget_remaining:ratio{_sel(slo)}", "remaining")],
@@ -109,12 +111,12 @@ def _slo_row(g: Grid, slo: SLO) -> None:
          (f"1 - slo:sli_error:ratio_rate1h{_sel(slo)}", "1h"),
          (f"slo:objective:ratio{_sel(slo)}", "objective")], "percentunit"), 12, 6)
     g.add(state_timeline(
-        "SLO alerts", f"State of the {slo.alert_name} alerts (by severity and long window) "
-        f"and of {_EXHAUSTED}, from ALERTS.",
-        [(_alert_state(slo), "{{alertname}} {{severity}} {{long}}")], "none",
+        "SLO alerts", f"State of the {slo.alert_name} alerts (one per severity), of"
+        f" {_EXHAUSTED}{' and of ' + SLI_MISSING if missing else ''}, from ALERTS.",
+        [(_alert_state(slo), "{{alertname}} {{severity}}")], "none",
         mappings=[_ALERT_STATE],
         thresholds=steps("green", (1, "orange"), (2, "red")),
-        alerts=[slo.alert_name, _EXHAUSTED]), 12, 6)
+        alerts=[slo.alert_name, _EXHAUSTED, *missing]), 12, 6)
 
 
 def build() -> Dashboard:

@@ -50,6 +50,9 @@ main.add_command(dashboards)
 from alerts.cli import slo  # noqa: E402
 
 main.add_command(slo)
+from alerts.backtest.cli import alerts  # noqa: E402
+
+main.add_command(alerts)
 from loadtests.cli import governance, loadtest  # noqa: E402
 
 main.add_command(loadtest)

@@ -13,8 +13,9 @@ budget_consumed, peak_burn_rate, verdict), ``disagreements``, ``loads``, ``phase
 ``generator``, ``chaos``, ``drills``, ``governance`` (sidecar overhead and revocation to
 enforcement per sidecar, ``reports.governance``), ``checks`` (suites run against the
 deployment: name, title, passed, checks, figures), ``propagation``, ``alerts`` (webhook
-notifications),
-``alerts_firing`` (Prometheus ``ALERTS``), ``series`` (every chart's points), ``zone_totals``,
+notifications), ``alert_quality`` (live pages, precision and drill recall, per-alert backtest
+and live times: ``reports.alerting``), ``alerts_firing`` (Prometheus ``ALERTS``), ``series``
+(every chart's points), ``zone_totals``,
 ``verdict`` (passed, breaches, load_findings); ``trend`` and ``history_file`` are added by
 ``reports.report`` once the history is written.
 """
@@ -26,7 +27,7 @@ from typing import Any
 from alerts.windows import seconds
 from loadtests.thresholds import threshold_for
 from mesh.telemetry import PROPAGATION_BUCKETS
-from reports import chaos, governance
+from reports import alerting, chaos, governance
 from reports.client import (
     Window,
     generator_health,
@@ -227,6 +228,9 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
         f"{k['id']}: {k['message'] or k['outcome']}" for k in c["checks"]
         if k["outcome"] in ("failed", "error")) or "no check ran"} for c in checks
         if not c["passed"]]
+    quality = alerting.section(run, faults, start, end, server.intervals() if server else {})
+    breaches += [{"kind": "alerts", "id": "live", "detail": line}
+                 for line in quality["breaches"]]
     # A load test's own thresholds are the load tool's verdict (client-side, HTTP included):
     # findings, not SLO breaches; `--fail-on load` makes them fail the run.
     findings = [{"kind": "load", "id": ld.name, "detail": "; ".join(
@@ -258,6 +262,7 @@ def _build(run: RunRecords, server: ServerView | None, why_not: str, start: floa
         "chaos": experiments, "drills": drills, "governance": governed, "checks": checks,
         "propagation": _propagation(delays, server.propagation_buckets() if server else None),
         "alerts": _alert_rows(run, start),
+        "alert_quality": quality,
         "alerts_firing": _firing(server, start) if server else [],
         "series": {
             "client": client,

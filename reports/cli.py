@@ -30,9 +30,9 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str) -> frozense
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prometheus", envvar="PROMETHEUS_URL", default=None,
               help="Prometheus base URL (default: PROMETHEUS_URL, else the run's manifest).")
-@click.option("--fail-on", default="slo,drill,check", show_default=True, callback=_fail_on,
+@click.option("--fail-on", default="slo,drill,alerts,check", show_default=True, callback=_fail_on,
               help="What makes the exit status non-zero: a comma-separated list of slo,"
-              " drill, chaos, load, disagreement; or any; or none.")
+              " drill, chaos, load, disagreement, alerts; or any; or none.")
 @click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="History file (default: RUN_DIR/../history.jsonl).")
 @click.option("--rate-window", default=15.0, show_default=True, type=click.FloatRange(1),

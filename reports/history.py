@@ -46,6 +46,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             "p99_overhead_ms": report["governance"]["jobs"][-1]["overhead"]["p99_overhead_ms"],
             "p99_ratio": report["governance"]["jobs"][-1]["overhead"]["p99_ratio"],
             "revocation_p99_s": report["governance"]["jobs"][-1]["revocation"]["p99_s"]},
+        "alerts": None if "alert_quality" not in report else {
+            k: report["alert_quality"]["live"][k] for k in ("precision", "false_pages",
+                                                            "recall")},
         "drills": {d["name"]: {"passed": d["passed"], "rto_s": d.get("rto_s"),
                                "rpo_s": d.get("rpo_s"), "writes_lost": d.get("writes_lost"),
                                "p99_s": (d.get("propagation") or {}).get("p99_seconds")}

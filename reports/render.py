@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from alerts.backtest.render import duration
 from alerts.catalog import CATALOG, burn_rate_windows
 from reports.charts import Band, Line, bar_chart, line_chart
 
@@ -59,6 +60,13 @@ def _clock(seconds: float | None) -> str:
     return f"{'-' if s < 0 else ''}{abs(s) // 60}:{abs(s) % 60:02d}"
 
 
+def _span(seconds: float | None) -> str:
+    """A duration the way the backtest tables write it: 63.7 s, 2m, 1h30m."""
+    if seconds is None:
+        return NONE
+    return f"{seconds:.1f} s" if seconds < 90 else duration(seconds)
+
+
 def _met(value: bool | None) -> str:
     return {True: "met", False: "NOT MET", None: "not recorded"}[value]
 
@@ -68,7 +76,8 @@ def environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(pct=_pct, num=_num, ms=_ms, when=_when, clock=_clock, met=_met)
+    env.filters.update(pct=_pct, num=_num, ms=_ms, when=_when, clock=_clock, met=_met,
+                       span=_span)
     return env
 
 

@@ -1,7 +1,7 @@
 """Build, write and judge one report: what ``meshsre report`` and the nightly job call.
 
 >>> sorted(FAIL_ON)
-['chaos', 'check', 'disagreement', 'drill', 'load', 'slo']
+['alerts', 'chaos', 'check', 'disagreement', 'drill', 'load', 'slo']
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ __all__ = ["DEFAULT_FAIL_ON", "EXIT_BREACHED", "EXIT_OK", "FAIL_ON", "Report", "
 EXIT_OK, EXIT_BREACHED = 0, 1
 # What can fail a run: a breached SLO, a failed drill objective, a failed chaos experiment
 # (hypothesis deviated), a failed check of a suite run against the deployment (the security
-# suite), a load test whose thresholds failed or that was invalid, and a client/server
-# disagreement beyond one point.
-FAIL_ON = frozenset({"slo", "drill", "chaos", "check", "load", "disagreement"})
-DEFAULT_FAIL_ON = frozenset({"slo", "drill", "check"})
+# suite), a load test whose thresholds failed or that was invalid, a client/server
+# disagreement beyond one point, and alerts that paged outside a fault or missed a drill
+# (reports.alerting).
+FAIL_ON = frozenset({"slo", "drill", "chaos", "check", "load", "disagreement", "alerts"})
+DEFAULT_FAIL_ON = frozenset({"slo", "drill", "alerts", "check"})
 
 
 def parse_fail_on(value: str) -> frozenset[str]:

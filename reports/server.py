@@ -48,15 +48,12 @@ class ServerView:
         self.rate_window = Prom.window(max(rate_window, 3 * self.step))
 
     def counts(self, slo: SLO, start: float, end: float) -> Counts:
-        """Bad and total events of one SLO between ``start`` and ``end``."""
+        """Bad and total events of one SLO between ``start`` and ``end``, counted as the
+        recorded SLI counts them (a replica without a histogram SLI's bucket is left out)."""
         window = Prom.window(end - start)
-        total = self.prom.scalar(f"sum(increase({slo.sli.total}[{window}]))", end) or 0.0
-        if slo.sli.errors:
-            bad = self.prom.scalar(f"sum(increase({slo.sli.errors}[{window}]))", end) or 0.0
-        else:
-            good = self.prom.scalar(f"sum(increase({slo.sli.good}[{window}]))", end) or 0.0
-            bad = max(total - good, 0.0)
-        return Counts(bad, total)
+        total = self.prom.scalar(slo.sli.events(window), end) or 0.0
+        bad = self.prom.scalar(slo.sli.bad_events(window), end) or 0.0
+        return Counts(max(bad, 0.0), total)
 
     def counts_over(self, slo: SLO, windows: Sequence[tuple[float, float]]) -> Counts:
         out = Counts(0.0, 0.0)
@@ -112,3 +109,13 @@ class ServerView:
     def alerts(self) -> list[Series]:
         """Prometheus's own ``ALERTS`` series: when each alert was pending or firing."""
         return self._range("ALERTS")
+
+    def intervals(self) -> dict[str, float]:
+        """This Prometheus's scrape and rule evaluation intervals, from its own metrics (it
+        must scrape itself); empty when it does not say."""
+        scrape = self.prom.scalar(
+            'max(prometheus_target_interval_length_seconds{quantile="0.5"})', self.end)
+        evaluation = self.prom.scalar("max(prometheus_rule_group_interval_seconds)", self.end)
+        if scrape is None or evaluation is None:
+            return {}
+        return {"scrape_s": round(scrape, 2), "evaluation_s": round(evaluation, 2)}

@@ -101,7 +101,7 @@ class Settings:
             if missing:
                 raise SettingsError(f"MESH_PLATFORM={platform} needs {' and '.join(missing)}"
                                     " (the job does not start or stop a remote mesh)")
-        fail_on = env.get("NIGHTLY_FAIL_ON") or "slo,drill,check"
+        fail_on = env.get("NIGHTLY_FAIL_ON") or "slo,drill,alerts,check"
         try:
             parse_fail_on(fail_on)
         except ValueError as exc:

@@ -202,6 +202,8 @@ def report(job: Nightly) -> int:
                     f" ({alerts} alert notifications); {built.files['html']}")
     for line in built.failures(fail_on):
         job.progress.say(f"  breached: {line}")
+    for line in _alert_lines(data["alert_quality"]):
+        job.progress.say(f"  {line}")
     for d in data["disagreements"]:
         job.progress.say(f"  CLIENT AND SERVER DISAGREE on {d['id']}: {d['delta_points']:+.3f}"
                          " points")
@@ -209,6 +211,19 @@ def report(job: Nightly) -> int:
     job.progress.end(stage.detail)
     job.write_manifest()
     return code
+
+
+def _alert_lines(quality: dict[str, Any]) -> list[str]:
+    live = quality["live"]
+    pages, false = len(live["pages"]), live["false_pages"]
+    precision = "no page" if live["precision"] is None else f"{live['precision']:.2f}"
+    lines = [f"alerts: live precision {precision} ({pages} page{'s' * (pages != 1)}, {false}"
+             " outside a fault)"]
+    for d in live["drills"]:
+        caught = (f"caught by {d['caught_by']} in {d['ttd_s']} s" if d["caught_by"]
+                  else f"NOT caught by {' or '.join(d['designated'])}")
+        lines.append(f"alerts: {d['drill']} {caught}")
+    return lines
 
 
 def down(job: Nightly, stage: Stage) -> str:

@@ -76,7 +76,7 @@ def selector(record: str, labels: dict[str, str]) -> str:
 
 def burn_rate_problems(query: Query) -> list[str]:
     """SLOs whose error ratio is over a page threshold in both windows of a page alert: what
-    the burn-rate alert would page on once its `for` has passed."""
+    the burn-rate alert pages on (it has no `for`)."""
     out = []
     for slo in CATALOG:
         for w in burn_rate_windows(slo.window):

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from alerts.catalog import LINKS
 from dashboards.build import BUILD_DIR, CONFIGMAPS, NAMESPACE, all_dashboards, outputs
 from dashboards.cli import dashboards
-from dashboards.panels import DATASOURCE, RUNBOOK_BASE
+from dashboards.panels import DATASOURCE
 
 ROOT = Path(__file__).resolve().parents[1]
 UIDS = ["meshsre-mesh-health", "meshsre-api-red", "meshsre-slos", "meshsre-zones"]
@@ -74,9 +75,9 @@ def test_panels_tile_the_grid_in_reading_order() -> None:
 def test_alert_panels_link_to_runbooks() -> None:
     linked = {link["url"] for b in all_dashboards() for p in b["panels"]
               for link in p.get("links", [])}
-    assert f"{RUNBOOK_BASE}MeshZoneDown.md" in linked
-    assert f"{RUNBOOK_BASE}ApiAvailabilityBudgetBurn.md" in linked
-    assert all(url.startswith(RUNBOOK_BASE) and url.endswith(".md") for url in linked)
+    assert LINKS.runbook_url("MeshZoneDown") in linked
+    assert LINKS.runbook_url("ApiAvailabilityBudgetBurn") in linked
+    assert all(LINKS.alert_of(url) for url in linked)
 
 
 def test_the_slo_dashboard_has_a_row_per_catalog_slo() -> None:

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from grafanalib.core import Dashboard, Target, TimeSeries
 
+from alerts.catalog import LINKS
 from dashboards.build import all_dashboards
 from dashboards.layout import render
 from dashboards.lint import check_query, lint_dashboard, metric_names, queries
-from dashboards.panels import RUNBOOK_BASE
 from mesh.telemetry import CONTRACT, exposed_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_every_metric_family_of_the_contract_is_on_some_dashboard() -> None:
 
 def test_every_runbook_link_names_an_alert_of_the_generated_rules() -> None:
     alerts = {r["alert"] for r in _rules() if "alert" in r}
-    linked = {link["url"].removeprefix(RUNBOOK_BASE).removesuffix(".md")
+    linked = {LINKS.alert_of(link["url"])
               for b in BOARDS.values() for p in b["panels"] for link in p.get("links", [])}
     assert linked - alerts == set()
 
@@ -70,7 +70,7 @@ def test_every_runbook_link_points_at_a_runbook_in_the_repository() -> None:
             for link in p.get("links", [])}
     assert urls
     missing = [u for u in sorted(urls)
-               if not (ROOT / "runbooks" / u.removeprefix(RUNBOOK_BASE)).is_file()]
+               if not (ROOT / "runbooks" / f"{LINKS.alert_of(u)}.md").is_file()]
     assert missing == []
 
 
@@ -142,7 +142,7 @@ def _mutated(change: str) -> dict[str, Any]:
     ("id", "id must be null"),
     ("schemaVersion", "schemaVersion 27 is not 39"),
     ("variable", "no `datasource` variable"),
-    ("runbook", "is not under https://github.com/meshsre/meshsre/blob/main/runbooks/"),
+    ("runbook", "does not fit the catalog's pattern https://github.com/meshsre/meshsre/blob/main"),
 ])
 def test_the_lint_reports_a_broken_dashboard(change: str, problem: str) -> None:
     problems = lint_dashboard(_mutated(change))

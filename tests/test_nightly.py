@@ -76,14 +76,22 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     assert phases["event-stream"]["without the stream"]["channels"] == ["fallback"]
     assert phases["revocation"]["under load"]["unenforced"] == 0
     assert "Revocation to enforcement on every sidecar" in html
+    # Live alert quality: the zone drill is caught by its page, and precision is reported.
+    live = report["alert_quality"]["live"]
+    (zone_drill,) = live["drills"]
+    assert (zone_drill["drill"], zone_drill["caught_by"]) == ("az-failure", "MeshZoneDown")
+    assert zone_drill["ttd_s"] == chaos["az-failure"]["measurements"]["ttd_seconds"]
+    assert re.search(r"alerts: live precision ([\d.]+|no page) \(\d+ pages?, ", done.stdout)
+    assert re.search(r"alerts: az-failure caught by MeshZoneDown in [\d.]+ s", done.stdout)
     # The security suite's checks, as a record the report shows: each attack refused.
     security = _json(run / "checks-security.json")
     assert [(c["name"], c["passed"]) for c in report["checks"]] == [("security", True)], \
         security["checks"]
     assert security["figures"]["slow_bodies.slow_connections_held"] == "300"
     assert "Checks against the deployment" in html and "slow body clients" in html
-    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill,check).
-    failed = any(b["kind"] in ("slo", "drill", "check") for b in report["verdict"]["breaches"])
+    # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill,alerts,check).
+    failed = any(b["kind"] in ("slo", "drill", "alerts", "check")
+                 for b in report["verdict"]["breaches"])
     assert done.returncode == (1 if failed else 0), done.stdout[-3000:] + done.stderr
     az = chaos["az-failure"]["measurements"]
     print(f"\nMEASURED nightly: TTD {az['ttd_seconds']} s, TTR {az['ttr_seconds']} s,"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alerts.catalog import LINKS
 from alerts.promql import series_names
-from alerts.rules import BUILD_DIR, RUNBOOK_BASE, alert_rules
+from alerts.rules import BUILD_DIR, alert_rules
 from mesh.telemetry import exposed_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +38,13 @@ def test_every_alert_has_a_runbook_and_every_runbook_an_alert() -> None:
 
 
 @pytest.mark.parametrize("alert", ALERTS)
-def test_runbook_url_points_at_the_runbook_in_this_repository(alert: str) -> None:
+def test_runbook_url_follows_the_catalog_pattern_to_the_runbook_of_this_repository(
+        alert: str) -> None:
     urls = {r["annotations"]["runbook_url"] for r in alert_rules() if r["alert"] == alert}
     (url,) = urls
-    assert url.startswith(RUNBOOK_BASE)
-    path = ROOT / "runbooks" / url.removeprefix(RUNBOOK_BASE)
-    assert path.is_file(), f"{url} points nowhere"
+    assert url == LINKS.runbook_url(alert)
+    assert LINKS.alert_of(url) == alert
+    assert (RUNBOOKS / f"{alert}.md").is_file(), f"{url} points nowhere"
 
 
 @pytest.mark.parametrize("alert", ALERTS)

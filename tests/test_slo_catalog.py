@@ -14,9 +14,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from alerts.catalog import (
     BACKUP_FRESHNESS,
     CATALOG,
+    LINKS,
+    LOW_TRAFFIC,
     SLI,
     CatalogError,
+    Links,
     burn_rate_windows,
+    check_links,
     sli_windows,
     validate,
 )
@@ -175,3 +179,58 @@ def test_cli_import_names_the_unknown_metric_and_exits_1(tmp_path: Path) -> None
     assert out.exit_code == 1
     assert "slo policy-decision-latency: unknown metric 'nope_count'" in out.output
     assert "Traceback" not in out.output
+
+
+def test_link_patterns_hold_exactly_their_one_placeholder() -> None:
+    team = Links(runbook="https://wiki.example/oncall/{alert}", dashboard="/d/{uid}")
+    assert check_links(team).runbook_url("MeshZoneDown") == \
+        "https://wiki.example/oncall/MeshZoneDown"
+    with pytest.raises(ValueError, match=r"must hold \{alert\}"):
+        check_links(Links(runbook="https://wiki.example/oncall/", dashboard="/d/{uid}"))
+    with pytest.raises(ValueError, match=r"must hold \{uid\}"):
+        check_links(Links(runbook=team.runbook, dashboard="/d/{uid}/{panel}"))
+    assert LINKS.alert_of(LINKS.runbook_url("MeshZoneDown")) == "MeshZoneDown"
+    assert LINKS.alert_of("https://elsewhere.example/MeshZoneDown.md") is None
+
+
+def test_one_link_setting_moves_every_alert_and_panel_link(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerts import rules
+    from dashboards import panels
+    from dashboards.build import all_dashboards
+
+    team = Links(runbook="https://wiki.example/oncall/{alert}",
+                 dashboard="https://grafana.example/d/{uid}")
+    monkeypatch.setattr(rules, "LINKS", team)
+    monkeypatch.setattr(panels, "LINKS", team)
+    notes = [r["annotations"] for r in rules.alert_rules()]
+    assert all(n["runbook_url"].startswith("https://wiki.example/oncall/") for n in notes)
+    assert all(n["dashboard_url"].startswith("https://grafana.example/d/") for n in notes
+               if "dashboard_url" in n)
+    links = [link["url"] for b in all_dashboards() for p in b["panels"]
+             for link in p.get("links", [])]
+    assert links and all(u.startswith("https://wiki.example/oncall/") for u in links)
+
+
+def test_the_low_traffic_policy_asks_every_window_pair_for_two_bad_events() -> None:
+    from alerts.rules import alert_rules
+
+    assert (LOW_TRAFFIC.min_errors, LOW_TRAFFIC.min_events) == (2, 0)
+    assert all(s.low_traffic == LOW_TRAFFIC for s in CATALOG)
+    assert LOW_TRAFFIC.allows(2, 2) and not LOW_TRAFFIC.allows(1, 1000)
+    burns = [r for r in alert_rules() if r["alert"].endswith("BudgetBurn")]
+    assert all(r["expr"].count(">= 2") == 2 for r in burns)
+
+
+def test_only_a_bucket_of_the_total_histogram_makes_a_bucket_sli() -> None:
+    total = "agentmesh_policy_decision_duration_seconds_count"
+    assert SLI(total=total, good='agentmesh_policy_decision_duration_seconds_bucket{le="0.005"}'
+               ).bucket
+    requests = "agentmesh_api_request_duration_seconds_count"
+    assert not SLI(total=requests, good=f'{requests}{{code!~"5.."}}').bucket
+    assert not API.sli.bucket
+    # A counter's missing good series means no good events; a bucket's means a broken SLI.
+    assert "or vector(0)" in SLI(total=requests, good=f'{requests}{{code!~"5.."}}'
+                                 ).error_ratio("5m")
+    assert "or vector(0)" not in SLI(total=total, good=f"{total[:-6]}_bucket{{le=\"0.005\"}}"
+                                     ).error_ratio("5m")
