@@ -62,19 +62,21 @@ class Service:
             self.wait(timeout)
         return self
 
-    def answers(self) -> bool:
+    def answers(self, path: str | None = None) -> bool:
         try:
-            return httpx.get(self.url + self.ready_path, timeout=0.5).status_code == 200
+            url = self.url + (path or self.ready_path)
+            return httpx.get(url, timeout=0.5).status_code == 200
         except httpx.TransportError:
             return False
 
-    def wait(self, timeout: float = 15.0) -> None:
+    def wait(self, timeout: float = 15.0, path: str | None = None) -> None:
+        """Until ``path`` (default: the readiness path) answers 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.output()}")
-            if self.answers():
+            if self.answers(path):
                 return
             time.sleep(0.05)
         raise TimeoutError(
@@ -197,8 +199,8 @@ class NatsServer(Service):
             str(self.monitor_port),
         ]
 
-    def answers(self) -> bool:
-        try:
+    def answers(self, path: str | None = None) -> bool:
+        try:  # NATS answers on its monitoring port, whatever the path
             url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
             return httpx.get(url, timeout=0.5).status_code == 200
         except httpx.TransportError:
