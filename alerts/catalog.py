@@ -346,21 +346,32 @@ class OverheadObjective:
     """What governance may add to a tool call: p99 through a sidecar minus p99 of the same
     call made directly, in the same run. Not a catalog SLO: no exporter sees the direct
     calls, so there are no good and total events to count; the benchmark (`make bench`) and
-    the nightly report judge it from the load generator's timings of both paths."""
+    the nightly report judge it from the load generator's timings of both paths.
+
+    Two bounds: the SLO (the PRD's promise to users), which the nightly judges on whatever
+    machine it runs, and the engineering goal, which `make bench` judges on a quiet one. The
+    difference of two p99s moves by several ms on a busy shared host; the goal would fail
+    nights for the host's noise, not the sidecar's cost."""
 
     id: str
     title: str
     description: str
     max_p99_ms: float
+    goal_p99_ms: float
 
     def met(self, overhead_ms: float | None) -> bool | None:
         return None if overhead_ms is None else overhead_ms < self.max_p99_ms
+
+    def goal_met(self, overhead_ms: float | None) -> bool | None:
+        return None if overhead_ms is None else overhead_ms < self.goal_p99_ms
 
 
 GOVERNANCE_OVERHEAD = OverheadObjective(
     id="governance-overhead",
     title="Governance overhead",
     description="p99 latency of tool calls through a governance sidecar minus p99 of the same"
-    " calls made directly to the tool, in one run: under 2 ms (the PRD allows 5 ms).",
-    max_p99_ms=2.0,
+    " calls made directly to the tool, in one run: under 5 ms, as the PRD promises; the"
+    " benchmark holds it to a 2 ms goal.",
+    max_p99_ms=5.0,
+    goal_p99_ms=2.0,
 )

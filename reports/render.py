@@ -158,7 +158,7 @@ def _governance_charts(governance: dict[str, Any]) -> dict[str, str]:
         series.append(("through a sidecar, while revoking", pair(w, "via_sidecar")))
     overhead = bar_chart(
         f"Governance overhead: tool call latency (p99 overhead {_num(o['p99_overhead_ms'])} ms,"
-        f" goal < {governance['objective']['max_p99_ms']:g} ms)", ["p50", "p99"], series,
+        f" SLO < {governance['objective']['max_p99_ms']:g} ms)", ["p50", "p99"], series,
         y_label="milliseconds")
     rows = job["sidecars"]
     enforcement = bar_chart(
