@@ -145,7 +145,8 @@ def _credentials_and_audit(g: Grid) -> None:
         "a witness took (any replica). It grows when no replica signs, or the witness refuses "
         "every checkpoint because the log lost or changed witnessed entries.",
         [(f"time() - max(agentmesh_audit_checkpoint_timestamp_seconds{{{MESH}}})", "age")], "s",
-        thresholds=steps("green", (60, "orange"), (300, "red"))), 6, 6)
+        thresholds=steps("green", (60, "orange"), (300, "red")),
+        alerts=["MeshAuditCheckpointStale"]), 6, 6)
     g.add(stat(
         "Audit checkpoints refused", "Checkpoints the witness refuses per second: the log no "
         "longer extends what was witnessed (truncated or rewritten). See the audit checkpoint "
