@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from mesh.merkle import leaf_hash, verify_consistency
 __all__ = ["audit"]
 
 PAGE = 1000
+BEHIND_RETRIES = 15
 
 
 def _entry(doc: dict[str, Any]) -> Entry:
@@ -49,10 +51,17 @@ class _Api:
         )
 
     def get(self, path: str, **params: int) -> dict[str, Any]:
-        try:
-            response = self.client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"{self.client.base_url}{path}: {exc}") from None
+        # Behind a load balancer a proof may reach a replica that has not verified that far
+        # yet (422 on size): it catches up within an audit check, so ask again for a while.
+        for attempt in range(BEHIND_RETRIES):
+            try:
+                response = self.client.get(path, params=params)
+            except httpx.HTTPError as exc:
+                raise click.ClickException(f"{self.client.base_url}{path}: {exc}") from None
+            behind = response.status_code == 422 and response.json().get("field") == "size"
+            if not behind or attempt == BEHIND_RETRIES - 1:
+                break
+            time.sleep(1.0)
         if response.status_code != 200:
             raise click.ClickException(
                 f"{path} answered {response.status_code}: {response.text[:200]}"
