@@ -187,3 +187,25 @@ def test_after_a_deliberate_restore_an_admin_resets_the_witness(
         assert r.status_code == 200 and r.json()["forgot"]["size"] >= len(original), r.text
         _until(lambda: _checkpoint(client)["size"] == len(original) - 3)
     assert "audit witness reset by an admin" in proc.output()
+
+
+def test_a_drill_restore_on_a_platform_that_cannot_reach_each_replica_resets_the_witness(
+    log: tuple[MeshProcess, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kubernetes cannot run here: a stand-in platform whose restore, like the Kubernetes
+    one, does not reset the witness itself. The drill then resets it through the front door
+    (the shared witness in Redis), and the real mesh forgets its checkpoint."""
+    from chaos import runstate, store
+
+    class Restores:
+        def restore(self, src: str, timeout: float) -> dict[str, Any]:
+            return {"platform": "stand-in", "source": src}
+
+    proc, _ = log
+    monkeypatch.setattr(store, "get_platform", Restores)
+    config = {"run_dir": str(tmp_path), "drill": "backup-restore", "mesh_url": proc.url}
+    runstate.notes(config).set("backup", {"location": "backup.dump"})
+    result = store.restore_store(configuration=config,
+                                 secrets={"admin_token": ADMIN_TOKEN})
+    assert result["witness_reset"] == ["front door"]
+    assert "audit witness reset by an admin" in proc.output()
