@@ -1,8 +1,8 @@
 """Symptom alerts: what the burn-rate alerts cannot see, or see too late.
 
-A zone or replica going dark, a target vanishing, a broken audit chain, a stale backup, an
-open circuit breaker, slow revocations, spikes of rejected handshakes or denied tool calls,
-and replayed signed requests.
+A zone or replica going dark, a target vanishing, a broken audit chain, an audit log no
+witness has taken a checkpoint of lately, a stale backup, an open circuit breaker, slow
+revocations, spikes of rejected handshakes or denied tool calls, and replayed signed requests.
 Zone and replica come from scrape target labels; every metric is from the telemetry contract.
 """
 
@@ -27,6 +27,9 @@ BREAKER_OPEN = 2  # agentmesh_circuit_breaker_state: 0 closed, 1 half-open, 2 op
 # Clients sign every request anew, so a replay is never a client's honest retry: a few a
 # minute are already someone sending captured traffic.
 REPLAYS_PER_SECOND = 0.05
+# Replicas sign a checkpoint every audit check (5 s by default): minutes without one taken
+# mean none signs, or the witness refuses them all (the log lost or changed witnessed entries).
+CHECKPOINT_MAX_AGE_SECONDS = 300
 
 # Where each alert's evidence is drawn (dashboard uids of dashboards/).
 DASHBOARDS = {
@@ -36,6 +39,7 @@ DASHBOARDS = {
     "MeshRevocationLagHigh": "meshsre-zones",
     "MeshCircuitBreakerOpen": "meshsre-zones",
     "MeshAuditChainBroken": "meshsre-mesh-health",
+    "MeshAuditCheckpointStale": "meshsre-mesh-health",
     "MeshHandshakeFailureSpike": "meshsre-mesh-health",
     "MeshPolicyViolationSpike": "meshsre-mesh-health",
     "MeshReplaySpike": "meshsre-mesh-health",
@@ -125,6 +129,16 @@ histogram_quantile(0.99,
             "The audit hash chain failed verification.",
             "A replica of job {{ $labels.job }} found the audit hash chain broken at its last"
             " check: audit entries were altered or lost.",
+        ),
+        _alert(
+            "MeshAuditCheckpointStale",
+            "time() - max by (job) (agentmesh_audit_checkpoint_timestamp_seconds)"
+            f" > {CHECKPOINT_MAX_AGE_SECONDS}",
+            "5m", "page",
+            "No audit checkpoint has been witnessed lately.",
+            "The newest audit checkpoint a witness took for job {{ $labels.job }} is"
+            " {{ $value | humanizeDuration }} old: no replica signs one, or the witness refuses"
+            " them because the audit log lost or changed entries it had witnessed.",
         ),
         _alert(
             "MeshBackupStale",

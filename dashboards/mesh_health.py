@@ -140,6 +140,19 @@ def _credentials_and_audit(g: Grid) -> None:
         "process_start_time_seconds: a crash loop keeps it low.",
         [(f"min(time() - process_start_time_seconds{{{MESH}}})", "uptime")], "s",
         thresholds=steps("orange", (300, "green"))), 6, 6)
+    g.add(stat(
+        "Audit checkpoint age", "Time since the newest signed checkpoint of the audit log that "
+        "a witness took (any replica). It grows when no replica signs, or the witness refuses "
+        "every checkpoint because the log lost or changed witnessed entries.",
+        [(f"time() - max(agentmesh_audit_checkpoint_timestamp_seconds{{{MESH}}})", "age")], "s",
+        thresholds=steps("green", (60, "orange"), (300, "red")),
+        alerts=["MeshAuditCheckpointStale"]), 6, 6)
+    g.add(stat(
+        "Audit checkpoints refused", "Checkpoints the witness refuses per second: the log no "
+        "longer extends what was witnessed (truncated or rewritten). See the audit checkpoint "
+        "runbook.",
+        [(f"sum(rate(agentmesh_audit_checkpoint_refused_total{{{MESH}}}[{RATE}]))", "refused")],
+        "ops", thresholds=steps("green", (0.001, "red"))), 6, 6)
 
 
 def build() -> Dashboard:

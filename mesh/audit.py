@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GENESIS_HASH", "ChainCheck", "Entry", "canonical", "entry_hash", "walk"]
+from mesh.merkle import Tree, leaf_hash
+
+__all__ = ["GENESIS_HASH", "ChainCheck", "Entry", "canonical", "entry_hash", "envelope", "walk"]
 
 GENESIS_HASH = "0" * 64
 _string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what ensure_ascii=False uses
@@ -41,6 +43,11 @@ class Entry:
     prev_hash: str
     hash: str
 
+    def envelope(self) -> bytes:
+        return envelope(
+            self.seq, self.ts, self.actor, self.action, self.subject, self.data, self.prev_hash
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
@@ -54,21 +61,27 @@ class Entry:
         }
 
 
-def entry_hash(
+def envelope(
     seq: int, ts: float, actor: str, action: str, subject: str, data: str, prev_hash: str
-) -> str:
-    """sha256 of ``canonical({seq, ts, actor, action, subject, data, prev_hash})``.
+) -> bytes:
+    """``canonical({seq, ts, actor, action, subject, data, prev_hash})``, UTF-8: the bytes an
+    entry's chain hash and its Merkle leaf hash (``mesh.merkle``) are taken over.
 
     Spliced, not re-encoded: ``data`` is canonical text already and canonical JSON nests (sorted
     keys, no spaces), so this is byte for byte the canonical envelope, at a third of the cost
     of parsing ``data`` back. Any other spelling of ``data`` fails verification.
     """
-    text = (
+    return (
         f'{{"action":{_string(action)},"actor":{_string(actor)},"data":{data},'
         f'"prev_hash":{_string(prev_hash)},"seq":{int(seq)},"subject":{_string(subject)},'
         f'"ts":{_number(float(ts))}}}'
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    ).encode()
+
+
+def entry_hash(
+    seq: int, ts: float, actor: str, action: str, subject: str, data: str, prev_hash: str
+) -> str:
+    return hashlib.sha256(envelope(seq, ts, actor, action, subject, data, prev_hash)).hexdigest()
 
 
 @dataclass
@@ -83,17 +96,21 @@ class ChainCheck:
     def ok(self) -> bool:
         return self.first_bad_index is None
 
+    # When given, every entry that verifies becomes a leaf of this Merkle tree.
+    tree: Tree | None = None
+
     def feed(self, entries: Iterable[Entry]) -> None:
         for e in entries:
             if self.first_bad_index is None:
                 expected_prev = GENESIS_HASH if self.length == 0 else self.head
-                recomputed = entry_hash(
-                    e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash
-                )
+                text = e.envelope()
+                recomputed = hashlib.sha256(text).hexdigest()
                 if e.seq != self.length or e.prev_hash != expected_prev or recomputed != e.hash:
                     self.first_bad_index = self.length
                 else:
                     self.head = e.hash
+                    if self.tree is not None:
+                        self.tree.append(leaf_hash(text))
             self.length += 1
 
     def as_json(self) -> dict[str, Any]:

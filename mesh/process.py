@@ -4,6 +4,8 @@ NATS JetStream, used by the tests and the benchmarks (the sidecar's are in
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +20,16 @@ from types import TracebackType
 import httpx
 
 ADMIN_TOKEN = "test-admin-token"
+# The issuer key every test replica shares, as ADMIN_TOKEN is (a base64 Ed25519 seed; see
+# mesh.keys). The log key is one per store (log_key), so that meshes over different
+# databases keep apart witnesses in a shared Redis.
+ISSUER_KEY = "aXNzdWVyLWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA="
+
+
+def log_key(storage: str) -> str:
+    return base64.b64encode(hashlib.sha256(b"test log key:" + storage.encode()).digest()).decode()
+
+
 MESHSRE = str(Path(sys.executable).with_name("meshsre"))
 
 
@@ -132,6 +144,8 @@ class MeshProcess(Service):
     ) -> None:
         base = {
             "MESH_ADMIN_TOKEN": ADMIN_TOKEN,
+            "MESH_ISSUER_KEY": ISSUER_KEY,
+            "MESH_LOG_KEY": log_key(storage),
             "MESH_ACCESS_LOG": "false",
             # Tests and benchmarks drive a mesh from one address far faster than any client
             # should; a test of the client limit sets its own.

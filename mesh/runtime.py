@@ -4,11 +4,9 @@ replay guard, rate limits, Redis and its breaker, and the background checks."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
 import logging
-import os
 import platform
 import time
 from typing import Any
@@ -16,11 +14,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mesh import __version__, events
-from mesh.audit import ChainCheck
+from mesh.audit import ChainCheck, Entry
 from mesh.breaker import CircuitBreaker
+from mesh.checkpoint import Checkpoint, LogSigner
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
+from mesh.keys import KeyFileError, load_seed
 from mesh.limits import RateLimits
+from mesh.merkle import Tree, leaf_hash
 from mesh.publisher import EventPublisher
 from mesh.redisbatch import RedisBatch
 from mesh.registry import AgentCache
@@ -30,6 +31,7 @@ from mesh.settings import Settings
 from mesh.stats import StoreCollector
 from mesh.store import Store, open_store, records
 from mesh.telemetry import Metrics
+from mesh.witness import Refused, Witness
 
 __all__ = ["Mesh"]
 
@@ -73,9 +75,17 @@ class Mesh:
             settings.nats_url, self.metrics, f"mesh-{self.node}", settings.event_stream_replicas
         )
         self._checkpoint = (0, "")
-        self.issuer: Issuer | None = None
+        issuer_seed = _seed(settings, "issuer")
+        log_seed = _seed(settings, "log")
+        if issuer_seed == log_seed:
+            raise KeyFileError("the log key must not be the issuer key: give each its own")
+        self.issuer = Issuer(issuer_seed)
+        self.signer = LogSigner(log_seed)
+        self.witness = Witness(self.signer.verifier, self.redis)
+        # The newest checkpoint this replica signed and its witness took (GET /v1/audit/...).
+        self.checkpoint: Checkpoint | None = None
         self.ready = False
-        self._chain = ChainCheck()
+        self._chain = ChainCheck(tree=Tree())
         self._sweep = ChainCheck()
         self._sweep_ok = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +105,6 @@ class Mesh:
         while True:
             try:
                 await self.store.migrate()
-                self.issuer = Issuer(await self._issuer_seed())
                 break
             except StoreUnavailable as exc:
                 log.warning("store not ready yet: %s", exc.message)
@@ -122,16 +131,6 @@ class Mesh:
         gc.set_threshold(10_000, 20, 50)
         log.info("mesh replica %s ready on %s", self.node, self.store.backend)
 
-    async def _issuer_seed(self) -> bytes:
-        if self.settings.issuer_key is not None:
-            return base64.b64decode(self.settings.issuer_key.get_secret_value())
-        fresh = base64.b64encode(os.urandom(32)).decode()
-        # The first replica to start picks the key; all others read the same one.
-        kept = await self.store.call(
-            "meta_setdefault", records.meta_setdefault("issuer_key", fresh), write=True
-        )
-        return base64.b64decode(kept)
-
     async def check_ready(self) -> bool:
         if not self.ready:
             self.metrics.store_up.set(0)
@@ -147,21 +146,47 @@ class Mesh:
     async def _audit_loop(self) -> None:
         """Keeps ``agentmesh_audit_chain_valid`` current without re-hashing the whole chain on
         every pass: new entries are verified as they arrive, and a sweep re-walks the old ones
-        one page per pass, so an edit anywhere shows within (length / page) passes."""
+        one page per pass, so an edit anywhere shows within (length / page) passes. Each pass
+        then signs a checkpoint of the verified tree and offers it to the witness."""
         while True:
+            walked_since = time.time()
             try:
                 await self.verify_chain(self._chain)
                 if not self._chain.ok:
                     # A restore may have rewritten history: re-walk from genesis before
                     # calling the chain broken.
-                    self._chain = await self.verify_chain(ChainCheck())
+                    self._chain = await self.verify_chain(ChainCheck(tree=Tree()))
                 await self._sweep_page()
+                if self._chain.ok:
+                    await self._sign_checkpoint(walked_since)
             except StoreUnavailable:
                 pass
             self.metrics.chain_valid.set(1 if self._chain.ok and self._sweep_ok else 0)
             self.metrics.chain_length.set(self._chain.length)
             self._publish_checkpoint()
             await asyncio.sleep(self.settings.audit_check_seconds)
+
+    @property
+    def tree(self) -> Tree | None:
+        """The Merkle tree over the entries verified so far."""
+        return self._chain.tree
+
+    async def _sign_checkpoint(self, walked_since: float) -> None:
+        """Signs the verified tree and offers it to the witness. A refusal (the log lost or
+        changed entries it had witnessed) is counted and logged; the witness keeps its
+        checkpoint, whose age then grows (agentmesh_audit_checkpoint_timestamp_seconds)."""
+        tree = self._chain.tree
+        assert tree is not None
+        cp = self.signer.sign(tree.size, tree.root(), int(time.time()))
+        try:
+            if await self.witness.offer(
+                cp, lambda old: tree.consistency_proof(old, cp.size), walked_since
+            ):
+                self.checkpoint = cp
+                self.metrics.checkpoint_time.set(cp.timestamp)
+        except Refused as exc:
+            self.metrics.checkpoint_refused.inc()
+            log.error("the witness refused checkpoint %d: %s", cp.size, exc.message)
 
     def _publish_checkpoint(self) -> None:
         """The verified head of the audit log, as an event, whenever it moved."""
@@ -176,11 +201,26 @@ class Mesh:
                 "audit_after", records.audit_after(self._sweep.length - 1, PAGE)
             )
             self._sweep.feed(entries)
-            if not self._sweep.ok or len(entries) < PAGE:
+            ended = len(entries) < PAGE
+            if self._tree_differs(entries) or (ended and self._sweep.length < self._chain.length):
+                # Entries the tree was built from changed (hashes recomputed or not) or are
+                # gone: build it again from the log as it is, and let the witness judge it.
+                self._chain = await self.verify_chain(ChainCheck(tree=Tree()))
+                self._sweep = ChainCheck()
+                return
+            if not self._sweep.ok or ended:
                 self._sweep_ok = self._sweep.ok  # holds until the next complete sweep
                 self._sweep = ChainCheck()
                 return
             await asyncio.sleep(0)
+
+    def _tree_differs(self, entries: list[Entry]) -> bool:
+        tree = self._chain.tree
+        if tree is None:
+            return False
+        return any(
+            e.seq < tree.size and leaf_hash(e.envelope()) != tree.leaf(e.seq) for e in entries
+        )
 
     async def verify_chain(self, check: ChainCheck) -> ChainCheck:
         while check.ok:
@@ -211,6 +251,15 @@ class Mesh:
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def _seed(settings: Settings, name: str) -> bytes:
+    value = getattr(settings, f"{name}_key")
+    return load_seed(
+        name,
+        None if value is None else value.get_secret_value(),
+        getattr(settings, f"{name}_key_file"),
+    )
 
 
 def _redis(url: str | None) -> Any:

@@ -17,9 +17,12 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     event_stream_replicas: int = Field(default=1, ge=1, le=5)
     admin_token: SecretStr | None = None
-    issuer_key: SecretStr | None = Field(
-        default=None, description="base64 Ed25519 seed; else generated once and kept in the store"
-    )
+    # Private keys never enter the store (mesh.keys): a base64 Ed25519 seed, or a file with
+    # one (mode 0600). The log key signs audit checkpoints; it must not be the issuer's.
+    issuer_key: SecretStr | None = None
+    issuer_key_file: str | None = None
+    log_key: SecretStr | None = None
+    log_key_file: str | None = None
     zone: str = "local"
     replica: str = "0"
     max_inflight: int = Field(default=256, ge=1)

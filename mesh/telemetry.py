@@ -168,6 +168,16 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "Entries in the audit chain at the last check.",
     ),
     MetricSpec(
+        "agentmesh_audit_checkpoint_timestamp_seconds",
+        "gauge",
+        "When the newest audit checkpoint this replica signed was taken by the witness (unix s).",
+    ),
+    MetricSpec(
+        "agentmesh_audit_checkpoint_refused",
+        "counter",
+        "Checkpoints the witness refused: the log lost or changed entries it had witnessed.",
+    ),
+    MetricSpec(
         "agentmesh_credential_issued",
         "counter",
         "Credentials issued by this replica.",
@@ -353,6 +363,8 @@ class Metrics:
         self.audit_appends: Counter = make("agentmesh_audit_log")  # type: ignore[assignment]
         self.chain_valid: Gauge = make("agentmesh_audit_chain_valid")  # type: ignore[assignment]
         self.chain_length: Gauge = make("agentmesh_audit_chain_length")  # type: ignore[assignment]
+        self.checkpoint_time: Gauge = make("agentmesh_audit_checkpoint_timestamp_seconds")  # type: ignore[assignment]
+        self.checkpoint_refused: Counter = make("agentmesh_audit_checkpoint_refused")  # type: ignore[assignment]
         self.issued: Counter = make("agentmesh_credential_issued")  # type: ignore[assignment]
         self.revoked: Counter = make("agentmesh_credential_revoked")  # type: ignore[assignment]
         self.verifications: Counter = make("agentmesh_credential_verification")  # type: ignore[assignment]

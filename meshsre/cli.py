@@ -68,3 +68,6 @@ from mesh.sidecar.cli import sidecar, sidecar_injector  # noqa: E402
 
 main.add_command(sidecar)
 main.add_command(sidecar_injector)
+from mesh.auditcli import audit  # noqa: E402
+
+main.add_command(audit)

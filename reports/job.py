@@ -48,6 +48,7 @@ class Nightly:
     progress: Progress
     stages: list[Stage] = field(default_factory=list)
     cluster: dict[str, Any] = field(default_factory=dict)
+    audit_checkpoint: dict[str, Any] | None = None  # the run's, once the security suite kept it
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -75,6 +76,7 @@ class Nightly:
             "prometheus_url": env.get("PROMETHEUS_URL"), "started_at": self.started_at,
             "ended_at": time.time(),
             "stages": [vars(s) for s in self.stages if s.started_at is not None],
+            "audit_checkpoint": self.audit_checkpoint,
         }
         tmp = self.run_dir / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

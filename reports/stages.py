@@ -8,6 +8,7 @@ reaches another.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ CHAOS_STAGES = ("az-failure", "backup-restore", "revocation", "event-stream")
 NEEDS_SIDECARS = frozenset({"event-stream"})
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 SECURITY_SUITE = Path(__file__).resolve().parent.parent / "suites" / "test_security.py"
+# The signed audit checkpoint the security suite keeps (meshsre audit checkpoint): the latest
+# in the output directory, from run to run, and each run's copy in its run directory.
+AUDIT_CHECKPOINT = "audit-checkpoint.json"
 
 
 def up(job: Nightly, stage: Stage) -> str:
@@ -154,11 +158,20 @@ def security(job: Nightly, stage: Stage) -> str:
     junit = job.run_dir / "security" / "junit.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # The audit checkpoint outlives the run, so that the next one proves its log extends it.
+    kept = job.out_dir / AUDIT_CHECKPOINT
     stage.exit_code = job.command(stage, [
         sys.executable, "-m", "pytest", str(SECURITY_SUITE), "-q", "-p", "no:cacheprovider",
-        f"--junitxml={junit}", "-o", "junit_family=xunit2"], job.settings.stage_timeout)
+        f"--junitxml={junit}", "-o", "junit_family=xunit2", f"--audit-checkpoint={kept}"],
+        job.settings.stage_timeout)
     if not junit.exists():
         raise StageError(f"the security suite exited {stage.exit_code} without {junit}")
+    if kept.exists() and kept.stat().st_mtime >= started:
+        shutil.copyfile(kept, job.run_dir / AUDIT_CHECKPOINT)
+        doc = json.loads(kept.read_text())
+        job.audit_checkpoint = {"file": AUDIT_CHECKPOINT, "size": doc["size"],
+                                "timestamp": doc["timestamp"],
+                                "origin": doc["note"].split("\n", 1)[0]}
     rec = checks_record.from_junit("security", "Security suite (hostile clients)", junit,
                                    job.env().get("MESH_URL", ""), started, time.time())
     checks_record.write(job.run_dir, rec)

@@ -25,6 +25,10 @@ _OPTIONS = (
     ("--kube-context", "", "kubeconfig context (default: the current one)"),
     ("--namespace", "", "Kubernetes namespace of the mesh: turns the kubernetes suite on"),
     ("--admin-token", "MESH_ADMIN_TOKEN", "the mesh's admin bearer token (audit checks)"),
+    ("--audit-checkpoint", "MESHSRE_AUDIT_CHECKPOINT",
+     "a file that keeps the audit checkpoint from run to run: checked, then replaced"),
+    ("--audit-storage", "MESH_AUDIT_STORAGE_URL", "the mesh's store, for the audit tamper"
+     " checks (else the local cluster's, from MESHSRE_STATE_DIR)"),
 )
 
 
@@ -47,6 +51,8 @@ class Targets:
     namespace: str | None
     admin_token: str | None
     settle_seconds: float
+    audit_checkpoint: str | None = None
+    audit_storage: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Targets:
@@ -56,7 +62,17 @@ class Targets:
 
         return cls(opt("target"), opt("prometheus"), opt("alertmanager"), opt("kube_context"),
                    opt("namespace"), config.getoption("admin_token") or None,
-                   float(config.getoption("settle_seconds")))
+                   float(config.getoption("settle_seconds")), opt("audit_checkpoint"),
+                   config.getoption("audit_storage") or _local_storage())
+
+
+def _local_storage() -> str | None:
+    """The local cluster's store (`meshsre status --env` exports MESHSRE_STATE_DIR)."""
+    from mesh.local.state import StateDir
+
+    root = os.environ.get("MESHSRE_STATE_DIR")
+    state = StateDir(root).load() if root else None
+    return state.storage_url if state is not None else None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -3,8 +3,10 @@
 Replays (on another replica behind the target, of a credential request and of a denied
 decision), an unsigned query string, rate limits (per agent, and a flood from this client),
 slow-body connections against a normal client's latency, lifecycle holes (credentials after a
-deregistration, trust on re-registration, a replayed registration), and hostile tokens and
-heads. It writes (agents it deregisters at the end, two violations, a few credentials) and
+deregistration, trust on re-registration, a replayed registration), hostile tokens and
+heads, and the audit log: its checkpoint extends the previous run's, and (given the store) a
+rewritten, truncated or appended copy of it is caught.
+It writes (agents it deregisters at the end, two violations, a few credentials) and
 loads the target for about half a minute: 300 slow-body connections held for 8 s, and 2,000
 requests at about 600 a second from this client, last, which then waits out its 429s.
 """
@@ -14,8 +16,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +30,7 @@ import pytest
 from meshsre.identity import AgentKey
 from suites.agents import SPONSOR, MeshClient
 from suites.attacks import SlowBodies, Timings, decision_sli_from_prometheus, decision_slo, flood
+from suites.auditlog import copy_log, meshsre_audit, origin_of, rechained, write_log
 from suites.conftest import Targets
 from suites.exposition import parse
 
@@ -182,6 +188,89 @@ def _normal_client(mesh: MeshClient, agents: list[AgentKey], seconds: float) -> 
     return timings
 
 
+def _checkpoint_args(mesh_url: str, out: Path, previous: Path | None) -> list[str]:
+    args = ["checkpoint", "--url", mesh_url, "--out", str(out)]
+    return args + (["--previous", str(previous)] if previous is not None else [])
+
+
+def test_the_audit_log_extends_the_checkpoint_of_the_previous_run(
+    mesh: MeshClient, mesh_url: str, admin_token: str, targets: Targets, tmp_path: Path,
+    record_testsuite_property: Any,
+) -> None:
+    """The checkpoint kept from the last run (--audit-checkpoint) must be extended by today's
+    log, proven by an RFC 9162 consistency proof, or the log lost or changed entries."""
+    kept = Path(targets.audit_checkpoint) if targets.audit_checkpoint else None
+    current = mesh.http.get("/v1/audit/checkpoint", headers=mesh.admin)
+    assert current.status_code == 200, current.text
+    origin = current.json()["origin"]
+    previous = kept if kept is not None and kept.exists() and origin_of(kept) == origin else None
+    fresh = tmp_path / "audit-checkpoint.json"
+    done = meshsre_audit(*_checkpoint_args(mesh_url, fresh, previous), token=admin_token)
+    assert done.returncode == 0, done.stderr
+    size = json.loads(fresh.read_text())["size"]
+    record_testsuite_property("security.checkpoint.size", str(size))
+    record_testsuite_property("security.checkpoint.previous_size", str(
+        json.loads(previous.read_text())["size"]) if previous is not None
+        else "none (first run of this log)")
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fresh, kept)
+
+
+def _checkpoint_covering(mesh: MeshClient, entries: int, timeout: float = 20.0) -> int:
+    """Waits until the mesh's signed checkpoint covers ``entries`` entries (replicas sign one
+    every audit check, 5 s by default); the size it covers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = mesh.http.get("/v1/audit/checkpoint", headers=mesh.admin)
+        size = int(r.json()["size"]) if r.status_code == 200 else 0
+        if size >= entries or time.monotonic() > deadline:
+            return size
+        time.sleep(0.5)
+
+
+def test_a_tampered_or_truncated_audit_log_is_detected(
+    mesh: MeshClient, mesh_url: str, admin_token: str, targets: Targets, tmp_path: Path,
+    record_testsuite_property: Any,
+) -> None:
+    """With the database (the local platform, or --audit-storage): a copy of the log,
+    rewritten with every hash recomputed, truncated, or with a forged entry appended, is
+    checked against the mesh's signed checkpoint. The live store is only read."""
+    if not targets.audit_storage:
+        pytest.skip("no database access: pass --audit-storage URL (the local cluster's is"
+                    " found through MESHSRE_STATE_DIR)")
+    for _ in range(4):  # entries enough to tamper with, on a fresh mesh too
+        mesh.register()
+    covered = _checkpoint_covering(mesh, 5)
+    assert covered >= 5, f"no checkpoint covers 5 entries after 20 s (it covers {covered})"
+    checkpoint = tmp_path / "checkpoint.json"
+    done = meshsre_audit(*_checkpoint_args(mesh_url, checkpoint, None), token=admin_token)
+    assert done.returncode == 0, done.stderr
+    size = int(json.loads(checkpoint.read_text())["size"])
+    log = copy_log(targets.audit_storage)[:size]
+    target = size // 2
+    forged = replace(log[target], data='{"forged":true}')
+    cases = {
+        "intact": log,
+        "rewritten": rechained([*log[:target], forged, *log[target + 1:]]),
+        "truncated": log[:size - 3],
+        "appended": rechained([*log, replace(log[-1], action="agent.registered",
+                                             subject="did:mesh:forged")]),
+    }
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name, entries in cases.items():
+        url = write_log(tmp_path / f"{name}.db", entries)
+        report = meshsre_audit("verify", "--storage", url, "--checkpoint", str(checkpoint),
+                               "--json")
+        assert report.stdout, report.stderr
+        found[name] = [(f["kind"], f["index"]) for f in json.loads(report.stdout)["findings"]]
+        assert report.returncode == (1 if name in ("rewritten", "truncated") else 0), found
+    assert found == {"intact": [], "rewritten": [("rewritten", target)],
+                     "truncated": [("truncated", size - 3)],
+                     "appended": [("unwitnessed", size)]}, found
+    record_testsuite_property("security.audit_tamper.detected", json.dumps(found))
+
+
 def test_slow_body_clients_hold_no_one_else_up(
     mesh: MeshClient, targets: Targets, record_testsuite_property: Any
 ) -> None:
@@ -280,3 +369,4 @@ def test_a_flood_from_one_client_gets_429_with_retry_after(
     while mesh.http.get("/v1/agents", params={"limit": 1}).status_code == 429:
         assert time.monotonic() < deadline, "still limited 15 s after the flood"
         time.sleep(0.5)
+

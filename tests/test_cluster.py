@@ -171,6 +171,21 @@ def test_an_always_firing_alert_reaches_the_webhook_file_through_alertmanager(
 
 
 @pytest.mark.slow
+def test_the_cluster_keeps_its_private_keys_in_0600_files_and_its_log_verifies_offline(
+    cluster: dict[str, Any], front: httpx.Client, tmp_path: Path
+) -> None:
+    root = Path(cluster["state_path"])
+    keys = [root / "issuer.key", root / "log.key"]
+    assert [oct(k.stat().st_mode & 0o777) for k in keys] == ["0o600", "0o600"]
+    register(front)
+    kept = tmp_path / "checkpoint.json"
+    done = meshsre("audit", "checkpoint", "--url", cluster["front_door"], "--token",
+                   cluster["admin_token"], "--out", str(kept))
+    assert done.returncode == 0, done.stderr
+    done = meshsre("audit", "verify", "--state-dir", str(root), "--checkpoint", str(kept))
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
 def test_a_zone_failure_under_traffic_is_routed_around_within_3_seconds(
     cluster: dict[str, Any], platform: LocalPlatform, front: httpx.Client
 ) -> None:

@@ -106,6 +106,7 @@ def test_backup_drop_restore_keeps_the_audit_chain_valid_and_every_record(
     _wait(lambda: not any(r.ready for r in platform.replicas()), timeout=10)
     back = platform.restore(tmp_path / "mesh.dump", timeout=30)
     assert back["tables"] == made["tables"] and back["audit_head"] == made["audit_head"]
+    assert len(back["witness_reset"]) == 3  # each replica forgets the newer checkpoint
     print(f"\nMEASURED PostgreSQL restore {back['duration_seconds']:.2f}s, replicas ready "
           f"{back['replicas_ready_seconds']:.2f}s later")
     assert all(r.ready for r in platform.replicas())

@@ -88,6 +88,12 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     assert [(c["name"], c["passed"]) for c in report["checks"]] == [("security", True)], \
         security["checks"]
     assert security["figures"]["slow_bodies.slow_connections_held"] == "300"
+    # The audit log, tampered with in copies of the store, and its checkpoint kept: in the
+    # run directory and the run record, and as the latest for the next run to extend.
+    assert "rewritten" in security["figures"]["audit_tamper.detected"]
+    kept = manifest["audit_checkpoint"]
+    assert kept["file"] == "audit-checkpoint.json" and kept["size"] > 0
+    assert _json(run / kept["file"]) == _json(tmp_path / "out" / "audit-checkpoint.json")
     assert "Checks against the deployment" in html and "slow body clients" in html
     # The exit status follows the verdict (NIGHTLY_FAIL_ON defaults to slo,drill,alerts,check).
     failed = any(b["kind"] in ("slo", "drill", "alerts", "check")

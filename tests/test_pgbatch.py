@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mesh.audit import walk
-from mesh.errors import Conflict
+from mesh.errors import Conflict, StoreUnavailable
 from mesh.store import Store, open_store, records
 from mesh.store.pgbatch import DeferredCursor, NeedsResult, Statements
 from mesh.telemetry import Metrics
@@ -249,5 +249,32 @@ def test_a_failed_batch_fails_the_head_check_of_the_batch_chained_onto_it(pg_url
             assert check.ok and check.length == 1 + 20 + 19 * n
         finally:
             store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_only_batches_that_append_to_the_audit_log_wait_for_the_write_lock(pg_url: str) -> None:
+    """Replay nonces append nothing: they commit while another session holds the lock,
+    from a head known or not; a registration waits for it, and chains on once it is free."""
+    import psycopg
+
+    from mesh.store.postgres import WRITE_LOCK_SQL
+
+    async def scenario() -> None:
+        store = open_store(pg_url, Metrics(CollectorRegistry()), timeout_s=1.0)
+        await store.migrate()
+        with psycopg.connect(pg_url) as holder:
+            holder.execute(WRITE_LOCK_SQL)  # held until this transaction ends
+            for i in range(2):  # the head unknown, then known
+                await asyncio.gather(*(store.call("nonce", records.claim_nonce(
+                    f"n{i}-{j}", time.time() + 60), write=True) for j in range(5)))
+            with pytest.raises(StoreUnavailable, match="timed out"):
+                await store.call("create", records.create_agent(_agent(1), "t"), write=True)
+        await store.call("create", records.create_agent(_agent(2), "t"), write=True)
+        check = walk(await store.call("audit", records.audit_after(-1, 100)))
+        assert check.ok and [e.subject for e in (await store.call(
+            "audit", records.audit_after(0, 100)))] == [_agent(2)["did"]]
+        store.close()
 
     asyncio.run(scenario())

@@ -158,6 +158,16 @@ SYMPTOM_MATRIX: tuple[Symptom, ...] = (
             ((f"agentmesh_audit_chain_valid{_on('a')}",
               _hold((31, 1), (1, "stale"), (4, "_"), (55, 1))),
              (f"agentmesh_audit_chain_valid{_on('b')}", _hold((91, 1))))),
+    Symptom("audit-checkpoints-refused", "the witness refuses every replica's checkpoint for"
+            " 30 min", ("MeshAuditCheckpointStale",), 90, (30, 60),
+            tuple((f"agentmesh_audit_checkpoint_timestamp_seconds{_on(z)}",
+                   "0+60x30 1800x29 3660+60x29") for z in ("a", "b")),
+            lag=6, note="a checkpoint taken at minute 30 is over 300 s old from minute 36"),
+    Symptom("audit-checkpoint-one-replica", "one replica stops signing checkpoints for 30 min,"
+            " the other goes on", (), 90, (30, 60),
+            ((f"agentmesh_audit_checkpoint_timestamp_seconds{_on('a')}",
+              "0+60x30 1800x29 3660+60x29"),
+             (f"agentmesh_audit_checkpoint_timestamp_seconds{_on('b')}", "0+60x90"))),
     Symptom("backup-stale", "the newest backup turns 24 h old; a new one comes 30 min later",
             ("MeshBackupStale",), 90, (30, 60),
             ((f"agentmesh_backup_last_success_timestamp_seconds{_on('a')}",

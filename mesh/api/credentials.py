@@ -13,25 +13,19 @@ from mesh import events
 from mesh.api.common import body_schema, mesh_of, read_body
 from mesh.api.models import CredentialRequest, RevocationRequest, VerifyCredential
 from mesh.auth import authenticate
-from mesh.credentials import Issuer, Verdict
-from mesh.errors import NotFound, StoreUnavailable
+from mesh.credentials import Verdict
+from mesh.errors import NotFound
 from mesh.runtime import Mesh
 from mesh.store import records
 
 router = APIRouter(tags=["credentials"])
 
 
-def _issuer(mesh: Mesh) -> Issuer:
-    if mesh.issuer is None:
-        raise StoreUnavailable("the issuer key is not loaded yet; the store is not ready")
-    return mesh.issuer
-
-
 async def judge(mesh: Mesh, token: str) -> Verdict:
     """The issuer's verdict, and then whether the subject is a registered agent: a
     credential dies with its agent's registration, whatever its expiry says."""
     settings = mesh.settings
-    verdict = _issuer(mesh).verify(
+    verdict = mesh.issuer.verify(
         token,
         mesh.revocations.revoked,
         max_ttl_s=settings.credential_max_ttl_seconds,
@@ -49,7 +43,7 @@ async def issue(request: Request) -> dict[str, Any]:
     caller = await authenticate(mesh, request, subject=body.did)
     if caller.agent is None and await mesh.agents.get(body.did) is None:
         raise NotFound(f"no agent {body.did}", field="body.did")
-    credential = _issuer(mesh).issue(body.did, body.ttl_seconds)
+    credential = mesh.issuer.issue(body.did, body.ttl_seconds)
     await mesh.store.call(
         "insert_credential",
         records.insert_credential(

@@ -162,6 +162,8 @@ class Cluster:
             env = {**c.env, **tag}
             if c.kind == "mesh":
                 env["MESH_ADMIN_TOKEN"] = token
+                env["MESH_ISSUER_KEY_FILE"] = str(self.paths.key_file("issuer"))
+                env["MESH_LOG_KEY_FILE"] = str(self.paths.key_file("log"))
             proc = procs.spawn(c.argv, c.log, env)
             c.pid, c.start_ticks = proc.pid, proc.start_ticks
             self.paths.save(state)  # recorded before anything else can fail

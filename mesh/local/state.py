@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mesh.keys import write_key_file
+
 __all__ = ["STATE_VERSION", "ClusterState", "Component", "StateDir", "default_state_dir"]
 
 STATE_VERSION = 1
@@ -152,6 +154,12 @@ class StateDir:
 
     def forget(self) -> None:
         self.state_file.unlink(missing_ok=True)
+
+    def key_file(self, name: str) -> Path:
+        """The cluster's private key ``name`` (issuer, log), created once with mode 0600: the
+        replicas read it (MESH_<NAME>_KEY_FILE), the store never holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return write_key_file(self.root / f"{name}.key")
 
     def admin_token(self) -> str:
         """The cluster's admin token, created once with mode 0600 (it grants every admin call)."""

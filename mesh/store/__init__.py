@@ -76,6 +76,7 @@ class Store:
             for sql in statements:
                 cur.execute(sql)
             schema.add_missing_columns(cur, backend)
+            schema.drop_private_keys(cur, backend)
             records.ensure_genesis(cur)
 
         await self.call("migrate", work, write=True)

@@ -1,7 +1,8 @@
 """PostgreSQL, the production store, every statement under ``statement_timeout``.
 
-Writes are group committed. Every write takes the cluster-wide advisory lock and pays for a
-synchronous commit, so one write at a time per transaction capped registrations at about 560/s
+Writes are group committed. A write that appends to the audit log takes the cluster-wide
+advisory lock and pays for a synchronous commit, so one at a time per transaction capped
+registrations at about 560/s
 (`make bench`). Instead, writes queue, and a batch runs them all in one transaction with its
 INSERTs gathered (see ``pgbatch``). Two batches can be in flight: while one commits, the next
 waits for the lock at the server, and the loop serves the requests of the one after.
@@ -9,10 +10,11 @@ waits for the lock at the server, and the loop serves the requests of the one af
 A batch whose writes need no result before commit (a registration, a credential, a
 challenge) runs on the event loop over one async connection, in one round trip and no
 thread: its writes are computed from the audit head the previous batch left, and sent as one
-implicit transaction behind the lock and a check, under it, that the head is still that one.
-Any other batch, and every read, runs on a pool of synchronous connections in worker
-threads. Should a write fail, its batch reruns there with each write in a savepoint, so that
-the failure rolls back alone.
+implicit transaction behind the lock and a check, under it, that the head is still that one;
+a batch that appends nothing (replay nonces, challenges) skips both. Any other batch, and
+every read, runs on a pool of synchronous connections in worker threads. Should a write
+fail, its batch reruns there with each write in a savepoint, so that the failure rolls back
+alone.
 """
 
 from __future__ import annotations
@@ -113,9 +115,14 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-# Every write takes this transaction-scoped advisory lock, so appends to the audit chain
-# (and the revocation sequence) are linear across all replicas sharing the database.
+# Every batch that appends to the audit log takes this transaction-scoped advisory lock (on
+# worker threads, every batch), so the log (and the revocation sequence, always written with
+# an entry) is in one total, gap-free order across all replicas sharing the database.
 WRITE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7461766)"
+
+# The audit head a batch is first run from when it is not known: if the batch appends, it
+# runs again from the head read under the lock.
+_UNKNOWN_HEAD = (-2, "")
 
 # Under the lock, that the audit log's head is still the one a batch was computed from: the
 # head its own previous batch committed, unless another replica, a worker thread's batch or
@@ -264,6 +271,8 @@ class PostgresDriver:
                     return await self._commit_from(conn, head, works, locked=False)
                 except psycopg.errors.DivisionByZero:  # the head moved: see HEAD_CHECK_SQL
                     self._head = None
+            elif (done := await self._commit_from(conn, None, works, locked=False)) is not None:
+                return done  # it appended nothing: no head needed
             cur = psycopg.AsyncClientCursor(conn)
             await cur.execute(f"BEGIN; {WRITE_LOCK_SQL}; {records.AUDIT_HEAD_SQL}")
             while cur.nextset():  # to the last statement's result
@@ -280,13 +289,24 @@ class PostgresDriver:
             return None
 
     async def _commit_from(
-        self, conn: Any, head: tuple[int, str], works: list[Work[Any]], locked: bool
-    ) -> list[Outcome]:
+        self, conn: Any, head: tuple[int, str] | None, works: list[Work[Any]], locked: bool
+    ) -> list[Outcome] | None:
         """Runs the works from ``head`` and sends what they wrote with the end of the
         transaction: COMMIT when the lock is ``locked`` already, else the lock and the
-        head's check in front, all in one implicit transaction."""
-        cur = DeferredCursor(head)
+        head's check in front, all in one implicit transaction.
+
+        A batch that appends nothing to the audit log (replay nonces, challenges) goes out
+        without the lock: the lock only keeps the log's order total and gap-free, and such
+        writes need no order. With 3 replicas on one PostgreSQL, 0.25-2.6 sessions waited
+        for the lock on average during decisions (a nonce each), by the machine's load;
+        none since (`python -m mesh.bench.replicas`). None when ``head`` is unknown and the
+        works did append: the caller reads the head under the lock and runs them again."""
+        start = head if head is not None else _UNKNOWN_HEAD
+        cur = DeferredCursor(start)
         outcomes: list[Outcome] = [(work(cur), None) for work in works]
+        appended = cur.audit_head != start
+        if appended and head is None:
+            return None
         # One string of statements, its values quoted by psycopg: a batch in psycopg's
         # pipeline mode cost 450-490 us of client CPU, against 185-260 for the same work in
         # two such strings (scratch microbenchmark, one connection, batches of 1 and 29).
@@ -294,9 +314,9 @@ class PostgresDriver:
         script = [client.mogrify(query, params) for query, params in cur.statements.drain()]
         if locked:
             script.append("COMMIT")
-        else:
+        elif appended:
             script[:0] = [WRITE_LOCK_SQL, client.mogrify(HEAD_CHECK_SQL, head)]
-        self._head = cur.audit_head  # what the next batch can start from, if this commits
+        self._head = head if not appended else cur.audit_head  # the next batch starts there
         await client.execute("; ".join(script))
         return outcomes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["add_missing_columns", "statements"]
+__all__ = ["add_missing_columns", "drop_private_keys", "statements"]
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -88,3 +88,14 @@ def add_missing_columns(cur: Any, backend: str) -> None:
             names = {row[1] for row in cur.execute(f"PRAGMA table_info({table})").fetchall()}
         if column not in names:
             cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def drop_private_keys(cur: Any, backend: str) -> None:
+    """Deletes the issuer's private seed that stores made before keys left them (mesh.keys):
+    a store, and so every backup of it, holds no private key. SQLite overwrites the row's
+    bytes too, or a file copy would still hold them in a free page."""
+    if backend == "sqlite":
+        cur.execute("PRAGMA secure_delete = ON")
+    cur.execute("DELETE FROM meta WHERE key = 'issuer_key'")
+    if backend == "sqlite":
+        cur.execute("PRAGMA secure_delete = OFF")
