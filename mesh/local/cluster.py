@@ -122,6 +122,7 @@ class Cluster:
             self.paths.create()
             try:
                 net = None
+                spec.binaries()  # a missing one fails before any namespace is made
                 if spec.layout() == "zones":
                     if why := zonenet.unavailable():
                         raise ClusterError(f"--network zones: {why} (or use --network loopback)")

@@ -68,6 +68,10 @@ class ClusterSpec:
         if self.network not in ("auto", *zonenet.LAYOUTS):
             raise ClusterError(f"network must be auto, {' or '.join(zonenet.LAYOUTS)}")
 
+    def binaries(self) -> dict[str, str]:
+        """The path of each optional component's binary; raises MissingBinaryError."""
+        return {c: find_binary(c) for c in OPTIONAL_COMPONENTS if c not in self.without}
+
     def layout(self) -> str:
         """The network layout to run: auto means zones when this process can build them."""
         if self.network != "auto":
@@ -150,7 +154,7 @@ def plan(
 ) -> ClusterState:
     """Every component of the cluster with its address and command line (nothing started).
     With ``net``, each replica runs inside its zone's namespace, on its address there."""
-    binaries = {c: find_binary(c) for c in OPTIONAL_COMPONENTS if c not in spec.without}
+    binaries = spec.binaries()
     ports = _Ports(spec.base_port)
     url = storage_url(spec, paths)
     components: list[Component] = []
