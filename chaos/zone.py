@@ -59,7 +59,7 @@ def fail_zone(zone: str = "", mode: str = "", configuration: Mapping[str, Any] |
     result = platform.fail_zone(zone, mode)
     runstate.notes(configuration).merge("measurements", {
         "zone": zone, "mode": mode, "platform": platform.name,
-        "network": result.get("network")})
+        "network": result.get("network"), "front_door": result.get("front_door")})
     return result
 
 

@@ -62,7 +62,7 @@ def test_az_failure_holds_the_hypothesis_loses_no_write_and_is_paged(
     assert m["writes_lost"] == 0 and m["writes_acknowledged"] > 0
     # MeshZoneDown holds for 1m before it fires: detection cannot be faster than that.
     assert 60 <= m["ttd_seconds"] < 100 and m["ttd_alert"] == "MeshZoneDown"
-    assert m["designated_alerts"] == ["MeshZoneDown"]  # what live recall counts
+    assert m["designated_alerts"] == ["MeshZoneDown", "MeshZoneSlow"]  # what live recall counts
     assert m["ttr_seconds"] is not None and m["errors_during_failure"] is not None
     assert rec["fault"]["ended_at"] > rec["fault"]["started_at"]
     assert _all_ready(cluster)  # the rollback brought the zone back

@@ -18,6 +18,7 @@ from mesh.faults import FaultMode
 from mesh.local import procs, store, zonenet
 from mesh.local.cluster import Cluster, http_client, probe, proc_of
 from mesh.local.errors import ClusterError
+from mesh.local.render import front_door_timeouts
 from mesh.local.state import ClusterState, Component, StateDir
 from mesh.platform import Replica
 
@@ -92,6 +93,8 @@ class LocalPlatform:
             "killed": killed,
             "already_down": already,
             "rules": rules,
+            # What bounds the time to recover: drills quote it with their figures.
+            "front_door": front_door_timeouts() if state.component("haproxy") else None,
             "at": at,
             "duration_seconds": round(time.perf_counter() - started, 4),
         }
