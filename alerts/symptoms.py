@@ -29,7 +29,7 @@ BREAKER_OPEN = 2  # agentmesh_circuit_breaker_state: 0 closed, 1 half-open, 2 op
 # fastest zone and over SLOW_FLOOR_S, or fail and recover FLAPS times in SLOW_WINDOW (a
 # restarted zone flips once or twice, a lossy one over and over).
 SLOW_FACTOR = 4
-SLOW_FLOOR_S = 0.1  # below this, scrape times of an idle machine differ by jitter alone
+SLOW_FLOOR_S = 0.05  # below this, scrape times of an idle machine differ by jitter alone
 FLAPS = 4
 SLOW_WINDOW = "2m"
 # Clients sign every request anew, so a replay is never a client's honest retry: a few a

@@ -119,6 +119,16 @@ def experiments(run: RunRecords) -> list[dict[str, Any]]:
             "requests_during_failure": m.get("requests_during_failure"),
             "writes_lost": m.get("writes_lost"), "writes_checked": m.get("writes_acknowledged"),
             "zone_restore_s": m.get("zone_restore_seconds"),
+            # What the clients saw (chaos.impact): by latency, by kind, and the bound the front
+            # door's timeouts allow, with why.
+            "ttr_latency_s": m.get("ttr_latency_seconds"),
+            "latency_recovered": m.get("latency_recovered"),
+            "p99_before_ms": m.get("p99_corrected_before_ms"),
+            "p99_worst_ms": m.get("p99_corrected_worst_second_ms"),
+            "errors_by_kind": m.get("errors_by_kind"),
+            "expected_ttr_s": m.get("expected_ttr_seconds"),
+            "expected_ttr_explained": m.get("expected_ttr_explained"),
+            "client_timeline": m.get("client_timeline") or [],
         })
     return out
 
