@@ -91,9 +91,13 @@ def expected(mode: str, door: Mapping[str, Any] | None) -> tuple[float | None, s
                        " if safe (GET, credential verify) or answered 504. Expected time to"
                        f" recover: at most {down:g} + {server:g} = {bound:g} s")
     if mode == "partition":
-        return None, (f"the zone's replicas still answer but fail their readiness once the"
-                      f" store is unreachable; {marked} after that. Requests they take meanwhile"
-                      f" wait for the store's deadline and fail with a 5xx")
+        bound = round(down + server, 2)
+        return bound, (f"the zone's replicas still answer the front door but no longer reach a"
+                       f" store on the network (a SQLite file is not cut): their store calls"
+                       f" time out, their readiness fails and {marked} after that; a request one"
+                       f" of them took meanwhile fails with a 5xx or is cut at timeout server"
+                       f" {server:g} s. Expected time to recover: at most {down:g} + {server:g}"
+                       f" = {bound:g} s after the store calls start failing")
     return None, ("packets are lost at random: most health checks pass, so HAProxy keeps the"
                   " zone in rotation and no timeout fires; clients see retransmission delays"
                   " (200 ms and more) for as long as the fault lasts")

@@ -93,6 +93,7 @@ def test_the_expected_recovery_quotes_the_front_doors_settings() -> None:
     assert bound == 2 * (1.0 + 0.25) + 5.0
     assert "timeout server 5 s" in why and "fall=2" in why and "timeout connect 1 s" in why
     assert expected("loss:20", door)[0] is None
+    assert expected("partition", door)[0] == 7.5
     assert expected("power", door)[0] == 2.5
     assert expected("blackhole", None) == (None, "the front door's settings are not known on"
                                                  " this platform")
