@@ -222,3 +222,16 @@ def test_down_removes_what_an_interrupted_up_left(tmp_path: Path) -> None:
     result = Cluster(StateDir(tmp_path)).down()
     assert {f"netns {prefix}-a", f"netns {prefix}-b"} <= set(result)
     assert _leftovers(prefix) == []
+
+
+def test_without_root_zones_are_refused_with_the_way_out_and_auto_picks_loopback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zonenet, "unavailable", lambda: "network namespaces need root")
+    spec = ClusterSpec(zones=("a",), replicas_per_zone=1, base_port=0, network="zones")
+    with pytest.raises(ClusterError, match=r"^--network zones: network namespaces need root"
+                                           r" \(or use --network loopback\)$"):
+        Cluster(StateDir(tmp_path)).up(spec, timeout=5)
+    assert not StateDir(tmp_path).state_file.exists()
+    assert ClusterSpec(network="auto").layout() == "loopback"
+    with pytest.raises(ClusterError, match="network must be auto, zones or loopback"):
+        ClusterSpec(network="bridge")
