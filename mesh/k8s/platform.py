@@ -146,6 +146,8 @@ class KubernetesPlatform:
             raise PlatformError(f"kubernetes: no node is labelled {ZONE_LABEL}={zone}")
         if fault.network:
             return self._network_fault(zone, fault, started)
+        if fault.name != "power":
+            raise PlatformError(f"kubernetes: fault mode {fault} is not supported here")
         at = time.time()
         cordoned, already, killed = [], [], []
         for node in nodes:

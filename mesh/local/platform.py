@@ -79,12 +79,14 @@ class LocalPlatform:
             killed: list[str] = []
             already: list[str] = []
             rules = None
-            if net is None:
+            if fault.name == "power":
                 for c in state.replicas(zone):
                     (killed if procs.kill(proc_of(c)) else already).append(c.name)
-            else:
+            elif net is not None:
                 ports = sorted({c.port for c in state.replicas(zone)})
                 rules = zonenet.apply_fault(net, zone, fault, ports)
+            else:  # a mode registered in mesh.faults that this platform has no way to cause
+                raise ClusterError(f"fault mode {fault} is not supported by the local platform")
         return {
             "platform": self.name,
             "zone": zone,
