@@ -1,8 +1,9 @@
 """Symptom alerts: what the burn-rate alerts cannot see, or see too late.
 
-A zone or replica going dark, a target vanishing, a broken audit chain, an audit log no
-witness has taken a checkpoint of lately, a stale backup, an open circuit breaker, slow
-revocations, spikes of rejected handshakes or denied tool calls, and replayed signed requests.
+A zone or replica going dark, a zone slow rather than down (gray failure), a target vanishing,
+a broken audit chain, an audit log no witness has taken a checkpoint of lately, a stale backup,
+an open circuit breaker, slow revocations, spikes of rejected handshakes or denied tool calls,
+and replayed signed requests.
 Zone and replica come from scrape target labels; every metric is from the telemetry contract.
 """
 
@@ -24,6 +25,14 @@ REVOCATION_P99_GOAL_SECONDS = 1  # the design goal; the SLO's 5 s has its own bu
 SPIKE_SHARE = 0.25  # share of handshakes rejected, or of tool calls denied, that is a spike
 SPIKE_MIN_PER_SECOND = 0.1  # below this a few bad clients are noise, not an incident
 BREAKER_OPEN = 2  # agentmesh_circuit_breaker_state: 0 closed, 1 half-open, 2 open
+# A zone is slow (a gray failure: lost packets, a sick network) when Prometheus's own requests
+# to it, made from outside every zone like a client's, take SLOW_FACTOR times those of the
+# fastest zone and over SLOW_FLOOR_S, or fail and recover FLAPS times in SLOW_WINDOW (a
+# restarted zone flips once or twice, a lossy one over and over).
+SLOW_FACTOR = 4
+SLOW_FLOOR_S = 0.05  # below this, scrape times of an idle machine differ by jitter alone
+FLAPS = 4
+SLOW_WINDOW = "2m"
 # Clients sign every request anew, so a replay is never a client's honest retry: a few a
 # minute are already someone sending captured traffic.
 REPLAYS_PER_SECOND = 0.05
@@ -34,6 +43,7 @@ CHECKPOINT_MAX_AGE_SECONDS = 300
 # Where each alert's evidence is drawn (dashboard uids of dashboards/).
 DASHBOARDS = {
     "MeshZoneDown": "meshsre-zones",
+    "MeshZoneSlow": "meshsre-zones",
     "MeshReplicaDown": "meshsre-zones",
     "MeshTargetsAbsent": "meshsre-zones",
     "MeshRevocationLagHigh": "meshsre-zones",
@@ -69,6 +79,25 @@ and
 """
 
 
+def _zone_slow() -> str:
+    duration = f'scrape_duration_seconds{{job="{MESH_JOB}"}}'
+    per_zone = f"avg by (zone) (avg_over_time({duration}[{SLOW_WINDOW}]))"
+    return f"""
+(
+  {per_zone}
+  > on() group_left()
+  ({SLOW_FACTOR} * min({per_zone}))
+  and
+  {per_zone} > {SLOW_FLOOR_S}
+)
+or
+(
+  sum by (zone) (changes({_UP}[{SLOW_WINDOW}])) >= {FLAPS}
+  and
+  max by (zone) ({_UP}) == 1
+)"""
+
+
 def _records() -> list[Rule]:
     # Ready = scraped and reaching its store. A replica that cannot be scraped has no
     # agentmesh_store_up sample (it went stale), so `or` falls back to its up == 0.
@@ -93,6 +122,17 @@ or
             "Every replica of a zone is down.",
             "No replica in zone {{ $labels.zone }} has been ready for a minute (not scraped,"
             " store unreachable, or its targets gone): the zone serves no traffic.",
+        ),
+        _alert(
+            "MeshZoneSlow",
+            _zone_slow(),
+            "1m", "page",
+            "A zone is slow or flapping rather than down.",
+            "Prometheus's requests to zone {{ $labels.zone }}, made from outside the zones"
+            f" like a client's, took {SLOW_FACTOR}x those of the fastest zone (and over"
+            f" {SLOW_FLOOR_S:g}s) or failed intermittently over {SLOW_WINDOW}: a gray failure"
+            " (packet loss, a sick network) that health checks and MeshZoneDown miss while"
+            " clients wait on it. With MeshZoneDown too, the zone is simply down.",
         ),
         _alert(
             "MeshReplicaDown",

@@ -15,14 +15,15 @@ from typing import Any
 
 import click
 
-from chaos.runner import EXPERIMENTS, ChaosRun, RunError, run
+from chaos.runner import EXPERIMENTS, ChaosRun, RunError, run, zone_drill
+from mesh import faults
 from meshsre import status
 
 __all__ = ["chaos"]
 
 EXIT_USAGE = 2
 _HEADLINE = {
-    "az-failure": ("zone", "ttd_seconds", "ttr_seconds", "errors_during_failure",
+    "az-failure": ("zone", "mode", "ttd_seconds", "ttr_seconds", "errors_during_failure",
                    "requests_during_failure", "writes_lost", "zone_restore_seconds"),
     "backup-restore": ("backend", "rto_seconds", "rto_phases", "rpo_seconds", "writes_lost",
                        "writes_lost_before_backup", "chain_ok", "manifest_match"),
@@ -62,11 +63,23 @@ def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _mode(name: str, mode: str) -> dict[str, str]:
+    if name != "az-failure":
+        raise click.BadParameter(f"only az-failure has fault modes, not {name}",
+                                 param_hint="--mode")
+    try:
+        parsed = str(faults.parse(mode))
+    except faults.FaultModeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mode") from exc
+    return {"mode": parsed, "drill": zone_drill(parsed)}
+
+
 def _summary(rec: dict[str, Any]) -> list[str]:
     lines = [f"{rec['drill']}: {'PASSED' if rec['passed'] else 'FAILED'}"
              f" (status {rec['status']}, deviated {str(rec['deviated']).lower()})"]
     figures = rec["measurements"]
-    keys = _HEADLINE.get(rec["drill"], tuple(sorted(figures)))
+    drill = "az-failure" if rec["drill"].startswith("az-failure") else rec["drill"]
+    keys = _HEADLINE.get(drill, tuple(sorted(figures)))
     lines += [f"  {k}: {json.dumps(figures.get(k))}" for k in keys if k in figures]
     lines += [f"  failure: {f}" for f in rec["failures"]]
     return lines
@@ -80,17 +93,24 @@ def _summary(rec: dict[str, Any]) -> list[str]:
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
               help="Override an experiment setting, e.g. --var observe_seconds=10 (repeatable).")
+@click.option("--mode", default=None, metavar="MODE",
+              help="az-failure: how the zone fails: power, blackhole, loss:N or partition"
+                   " (default power). The record is chaos-az-failure-MODE.json (power:"
+                   " chaos-az-failure.json).")
 @click.option("--state-dir", envvar="MESHSRE_STATE_DIR", default=".meshsre", show_default=True,
               help="The local cluster, used when MESH_URL is not set.")
 @click.option("--timeout", default=1800.0, show_default=True,
               help="Seconds before the run is interrupted (its rollbacks still run).")
-def chaos(name: str, run_id: str, out_dir: Path, variables: tuple[str, ...], state_dir: str,
-          timeout: float) -> None:
+def chaos(name: str, run_id: str, out_dir: Path, variables: tuple[str, ...], mode: str | None,
+          state_dir: str, timeout: float) -> None:
     """Run a Chaos Toolkit experiment (chaos/NAME.json) with rollbacks always, judge its
     journal, and write OUT/RUN_ID/chaos-NAME.json beside the journal and the load's record."""
+    settings = _variables(variables)
+    if mode is not None:
+        settings.update(_mode(name, mode))
     env = {} if os.environ.get("MESH_URL") else _cluster_env(state_dir)
     run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-chaos"
-    spec = ChaosRun(name=name, run_dir=out_dir / run_id, variables=_variables(variables),
+    spec = ChaosRun(name=name, run_dir=out_dir / run_id, variables=settings,
                     env=env, timeout=timeout)
     try:
         result = run(spec, echo=lambda line: click.echo(line, err=True))

@@ -25,11 +25,18 @@ from typing import Any
 
 from chaos import record, runstate
 
-__all__ = ["EXPERIMENTS", "ChaosRun", "RunError", "RunResult", "experiment_path", "run"]
+__all__ = ["EXPERIMENTS", "ChaosRun", "RunError", "RunResult", "experiment_path", "run",
+           "zone_drill"]
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = ("az-failure", "backup-restore", "revocation", "event-stream")
 INTERRUPT_GRACE_S = 180.0  # after a Ctrl-C, Chaos Toolkit still runs the rollbacks
+
+
+def zone_drill(mode: str) -> str:
+    """The drill name, hence the record's file name, of an AZ failure in ``mode``: power keeps
+    the plain name, each other mode gets its own (``az-failure-loss-20``)."""
+    return "az-failure" if mode == "power" else f"az-failure-{mode.replace(':', '-')}"
 
 
 class RunError(RuntimeError):
@@ -98,7 +105,7 @@ def drill_of(path: Path) -> str:
 
 def run(spec: ChaosRun, echo: Callable[[str], None] = print) -> RunResult:
     path = experiment_path(spec.name)
-    drill = drill_of(path)
+    drill = spec.variables.get("drill") or drill_of(path)  # `--var drill=` names one run
     run_dir = spec.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     journal_path = run_dir / f"journal-{drill}.json"

@@ -19,6 +19,7 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 
 from chaos import load, runstate, steady
+from mesh import faults
 from mesh.local.webhook import read_alerts
 from mesh.platforms import get_platform
 
@@ -38,16 +39,27 @@ def _fault_at(configuration: Mapping[str, Any] | None) -> float:
     return float(started)
 
 
-def fail_zone(zone: str = "", configuration: Mapping[str, Any] | None = None,
+def _mode(configuration: Mapping[str, Any] | None, mode: str) -> str:
+    text = mode or str(runstate.setting(configuration, "mode", "MESHSRE_CHAOS_MODE", "power"))
+    try:
+        return str(faults.parse(text))
+    except faults.FaultModeError as exc:
+        raise ActivityFailed(str(exc)) from exc
+
+
+def fail_zone(zone: str = "", mode: str = "", configuration: Mapping[str, Any] | None = None,
               secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Take every replica of the zone down at once; refuses when no other zone is serving."""
-    zone = _zone(configuration, zone)
+    """Fail the zone in ``mode`` (mesh/faults.py; power by default); refuses when no other zone
+    is serving."""
+    zone, mode = _zone(configuration, zone), _mode(configuration, mode)
     platform = get_platform()
     others = [r for r in platform.replicas() if r.zone != zone and r.ready]
     if not others:
         raise ActivityFailed(f"refusing to fail zone {zone}: no replica elsewhere is ready")
-    result = platform.fail_zone(zone)
-    runstate.notes(configuration).merge("measurements", {"zone": zone, "platform": platform.name})
+    result = platform.fail_zone(zone, mode)
+    runstate.notes(configuration).merge("measurements", {
+        "zone": zone, "mode": mode, "platform": platform.name,
+        "network": result.get("network"), "front_door": result.get("front_door")})
     return result
 
 

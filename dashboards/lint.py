@@ -38,6 +38,7 @@ for _m in CONTRACT:
         KNOWN_SERIES[_sample] = (
             frozenset(_m.labels) | _TARGET_LABELS | ({"le"} if _bucket else set()), _counter)
 KNOWN_SERIES["up"] = (_TARGET_LABELS, False)
+KNOWN_SERIES["scrape_duration_seconds"] = (_TARGET_LABELS, False)  # Prometheus's, per target
 KNOWN_SERIES["ALERTS"] = (None, False)  # alert labels vary by rule
 for _rule in (*(f"slo:sli_error:ratio_rate{w}" for w in sli_windows()), "slo:objective:ratio",
               "slo:error_budget:ratio", "slo:current_burn_rate:ratio",
@@ -124,7 +125,8 @@ def _check_selector(node: Any, stack: list[Any], rates: bool) -> Iterator[str]:
         return
     known = _series(name)
     if known is None:
-        yield f"unknown metric {name}: not in mesh.telemetry, up, ALERTS or the slo:* rules"
+        yield f"unknown metric {name}: not in mesh.telemetry, up, scrape_duration_seconds,"
+        " ALERTS or the slo:* rules"
         return
     labels, counter = known
     for matcher in node.matchers.matchers:

@@ -62,6 +62,13 @@ def _availability(g: Grid) -> None:
                          "replica's last readiness check reached the store.",
                          [(f"agentmesh_store_up{{{MESH}}}", "{{zone}}/{{replica}}")], "none",
                          mappings=[_UP], thresholds=steps("red", (1, "green"))), 12, 8)
+    g.add(timeseries("Scrape time per zone", "How long Prometheus's requests to each zone take"
+                     " (scrape_duration_seconds, averaged per zone): made from outside every"
+                     " zone like a client's, they show a zone that is slow rather than down"
+                     " (lost packets, a sick network) while its health checks still pass.",
+                     [(f"avg by (zone) (avg_over_time(scrape_duration_seconds{{{MESH}}}"
+                       f"[{RATE}]))", "{{zone}}")], "s", min_value=0,
+                     alerts=["MeshZoneSlow"]), 24, 8)
 
 
 def _shedding(g: Grid) -> None:

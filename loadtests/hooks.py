@@ -19,6 +19,7 @@ from locust.runners import Runner, WorkerRunner
 
 from loadtests.harness import RATE_MESSAGE, Harness, options
 from loadtests.profiles import PROFILES
+from loadtests.recorder import error_kind
 from loadtests.shapes import SHAPES, PacedShape
 from loadtests.verdict import finish_run
 
@@ -123,7 +124,8 @@ def _request(request_type: str, name: str, response_time: float, response: Any,
     lag = (context or {}).get("lag")
     harness().recorder.record(request_type, name, status, float(response_time or 0.0),
                               lag_ms=None if lag is None else lag * 1000.0,
-                              failed=exception is not None, second=int(time.time()))
+                              failed=exception is not None, second=int(time.time()),
+                              kind=error_kind(status, exception))
 
 
 @events.report_to_master.add_listener

@@ -6,8 +6,9 @@ Top-level fields (all always present):
   (unix seconds), ``duration_s``
 - ``parameters``: host, shape, users, rate, duration, workers, pacing settings
 - ``series``: one row per second: target rate, offered/late/dropped, requests, failures,
-  generator CPU, workers, and per route requests, failures, p50/p95/p99 (service time) and
-  p99 from the intended send time
+  generator CPU, workers, errors by kind (timeout, refused, reset, 5xx, other), and per route
+  requests, failures, errors by kind, p50/p95/p99 (service time) and p99 from the intended
+  send time
 - ``totals``: the same over the whole run, per route and overall
 - ``thresholds``: one verdict per SLO-derived threshold; ``verdict``: passed, breached,
   valid, invalid_reasons, warnings, exit_code
@@ -19,7 +20,8 @@ Top-level fields (all always present):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,13 @@ def default_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-load"
 
 
+def _error_kinds(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    kinds: Counter[str] = Counter()
+    for row in rows:
+        kinds.update(row.get("errors") or {})
+    return dict(sorted(kinds.items()))
+
+
 def _series(recorder: Recorder, per_second: Mapping[int, Mapping[str, Any]],
             start: int) -> list[dict[str, Any]]:
     rows = []
@@ -76,6 +85,7 @@ def _series(recorder: Recorder, per_second: Mapping[int, Mapping[str, Any]],
             "requests": sum(r["requests"] for r in routes.values()),
             "failures": sum(r["failures"] for r in routes.values()),
             "server_errors": sum(r["server_errors"] for r in routes.values()),
+            "errors": _error_kinds(routes.values()),
             "routes": routes,
         })
     return rows

@@ -20,7 +20,11 @@ from typing import Any
 
 from loadtests.histogram import Histogram
 
-__all__ = ["Cell", "Recorder", "is_server_error", "route_key"]
+__all__ = ["ERROR_KINDS", "Cell", "Recorder", "error_kind", "is_server_error", "route_key"]
+
+# How a request failed, as a zone failure shows it: no answer in time, a connection refused or
+# cut, or an answer that is a server error (the front door's 503 and 504 included).
+ERROR_KINDS = ("timeout", "refused", "reset", "5xx", "other")
 
 
 def route_key(method: str, route: str) -> str:
@@ -32,6 +36,23 @@ def is_server_error(status: int) -> bool:
     return status == 0 or status >= 500
 
 
+def error_kind(status: int, exception: BaseException | None) -> str | None:
+    """The kind of a failed request; None when it got an answer that is not a server error."""
+    if status >= 500:
+        return "5xx"
+    if status:
+        return None
+    if exception is None:
+        return "other"
+    if isinstance(exception, TimeoutError) or "timeout" in type(exception).__name__.lower():
+        return "timeout"
+    if isinstance(exception, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exception, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "reset"
+    return "other"
+
+
 @dataclass
 class Cell:
     """Requests of one route: in one second, or (``Recorder.routes``) over the whole run."""
@@ -41,6 +62,7 @@ class Cell:
     late: int = 0  # sent later than late_after past the intended time
     service: Histogram = field(default_factory=Histogram)
     corrected: Histogram = field(default_factory=Histogram)
+    errors: Counter[str] = field(default_factory=Counter)  # by ERROR_KINDS
 
     @property
     def requests(self) -> int:
@@ -56,15 +78,17 @@ class Cell:
         self.late += other.late
         self.service.merge(other.service)
         self.corrected.merge(other.corrected)
+        self.errors.update(other.errors)
 
     def to_wire(self) -> list[Any]:
         return [[[code, n] for code, n in self.statuses.items()], self.failures, self.late,
-                self.service.to_wire(), self.corrected.to_wire()]
+                self.service.to_wire(), self.corrected.to_wire(), dict(self.errors)]
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Cell:
         return cls(Counter({int(code): int(n) for code, n in w[0]}), int(w[1]), int(w[2]),
-                   Histogram.from_wire(w[3]), Histogram.from_wire(w[4]))
+                   Histogram.from_wire(w[3]), Histogram.from_wire(w[4]),
+                   Counter({str(k): int(n) for k, n in (w[5] if len(w) > 5 else {}).items()}))
 
     def row(self) -> dict[str, Any]:
         return {
@@ -74,6 +98,7 @@ class Cell:
             "p95_ms": round(self.service.quantile(0.95), 3),
             "p99_ms": round(self.service.quantile(0.99), 3),
             "p99_corrected_ms": round(self.corrected.quantile(0.99), 3),
+            "errors": dict(sorted(self.errors.items())),
         }
 
     def totals(self) -> dict[str, Any]:
@@ -82,6 +107,7 @@ class Cell:
             "server_errors": self.server_errors, "late": self.late,
             "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
             "service_ms": self.service.summary(), "corrected_ms": self.corrected.summary(),
+            "errors": dict(sorted(self.errors.items())),
         }
 
 
@@ -93,7 +119,9 @@ class Recorder:
         self.rows: dict[int, dict[str, dict[str, Any]]] = {}  # finished seconds
 
     def record(self, method: str, route: str, status: int, service_ms: float,
-               lag_ms: float | None = None, failed: bool = False, second: int = 0) -> None:
+               lag_ms: float | None = None, failed: bool = False, second: int = 0,
+               kind: str | None = None) -> None:
+        """``kind``: how it failed (``error_kind``), None when it did not."""
         key = route_key(method, route)
         lag = max(lag_ms or 0.0, 0.0)
         late = lag_ms is not None and lag > self.late_after_ms
@@ -103,6 +131,8 @@ class Recorder:
             cell.late += late
             cell.service.record(service_ms)
             cell.corrected.record(service_ms + lag)
+            if kind is not None:
+                cell.errors[kind] += 1
 
     def _cell(self, second: int, key: str) -> Cell:
         cell = self.cells.get((second, key))

@@ -18,11 +18,13 @@ name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Platform", "PlatformError", "Replica"]
+__all__ = ["Platform", "PlatformError", "Replica", "zone_fault"]
 
 
 class PlatformError(Exception):
@@ -46,12 +48,15 @@ class Platform(Protocol):
 
     def replicas(self) -> list[Replica]: ...
 
-    def fail_zone(self, zone: str) -> dict[str, Any]:
-        """Take every replica of the zone down at once, as a power loss does (no graceful stop)."""
+    def fail_zone(self, zone: str, mode: str = "power") -> dict[str, Any]:
+        """Fail the zone in a mode of ``mesh.faults`` (``power``: every replica down at once,
+        as a power loss does, no graceful stop; ``blackhole``, ``loss:N``, ``partition``: its
+        network)."""
         ...
 
     def restore_zone(self, zone: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Bring the zone's replicas back and wait until they are ready; idempotent."""
+        """Undo any fault of the zone, bring its replicas back and wait until they are ready;
+        idempotent."""
         ...
 
     def backup(self, dest: str | Path) -> dict[str, Any]:
@@ -77,3 +82,15 @@ class Platform(Protocol):
     def restore_event_stream(self, timeout: float = 60.0) -> dict[str, Any]:
         """Bring the event stream back and wait until it answers; idempotent."""
         ...
+
+
+@contextmanager
+def zone_fault(
+    platform: Platform, zone: str, mode: str = "power", timeout: float = 60.0
+) -> Iterator[dict[str, Any]]:
+    """The zone failed in ``mode`` for the body of the ``with``, restored on the way out
+    however it is left: an exception, Ctrl-C (KeyboardInterrupt), a failed test."""
+    try:
+        yield platform.fail_zone(zone, mode)
+    finally:
+        platform.restore_zone(zone, timeout=timeout)

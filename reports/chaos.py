@@ -14,9 +14,14 @@ from typing import Any
 from reports.records import RunRecords
 
 __all__ = ["DISASTERS", "EXPERIMENTS", "Fault", "disasters", "drill_delays",
-           "drill_propagation", "drills", "experiments", "faults"]
+           "drill_propagation", "drills", "experiments", "faults", "is_experiment"]
 
 EXPERIMENTS = frozenset({"az-failure"})  # the other drills have objectives, not a fault
+
+
+def is_experiment(drill: str) -> bool:
+    """An AZ failure in any mode: az-failure (power), az-failure-blackhole, ..."""
+    return any(drill == e or drill.startswith(e + "-") for e in EXPERIMENTS)
 # Drills that take the whole mesh down on purpose (the store is destroyed): the outage they
 # cause is judged by their RTO and RPO objectives, not charged to the SLOs. A zone failure is
 # not one of them: the mesh must keep its SLOs through it.
@@ -40,13 +45,14 @@ def faults(run: RunRecords) -> list[Fault]:
     out = []
     for rec in run.chaos:
         fault = rec.get("fault") or {}
-        if rec["drill"] not in EXPERIMENTS | DISASTERS or \
+        if not (is_experiment(rec["drill"]) or rec["drill"] in DISASTERS) or \
                 not isinstance(fault.get("started_at"), int | float):
             continue  # the revocation drill revokes credentials: load, not a fault
         start = float(fault["started_at"])
         ttr = _m(rec).get("ttr_seconds")
-        zone = _m(rec).get("zone")
-        what = f"zone {zone} down" if zone else "store destroyed" \
+        zone, mode = _m(rec).get("zone"), _m(rec).get("mode") or "power"
+        how = "down" if mode == "power" else mode
+        what = f"zone {zone} {how}" if zone else "store destroyed" \
             if rec["drill"] in DISASTERS else str(fault.get("activity") or "fault")
         out.append(Fault(start, fault.get("ended_at"),
                          start + float(ttr) if isinstance(ttr, int | float) else None,
@@ -99,11 +105,12 @@ def _common(rec: dict[str, Any]) -> dict[str, Any]:
 def experiments(run: RunRecords) -> list[dict[str, Any]]:
     out = []
     for rec in run.chaos:
-        if rec["drill"] not in EXPERIMENTS:
+        if not is_experiment(rec["drill"]):
             continue
         m, hyp = _m(rec), rec.get("hypothesis") or {}
         out.append({
             **_common(rec), "fault": rec.get("fault"), "zone": m.get("zone"),
+            "mode": m.get("mode") or "power",
             "hypothesis": {"before": _hypothesis(hyp.get("before")), "during": _during(rec),
                            "after": _hypothesis(hyp.get("after"))},
             "ttd_s": m.get("ttd_seconds"), "ttd_alert": m.get("ttd_alert"),
@@ -112,6 +119,16 @@ def experiments(run: RunRecords) -> list[dict[str, Any]]:
             "requests_during_failure": m.get("requests_during_failure"),
             "writes_lost": m.get("writes_lost"), "writes_checked": m.get("writes_acknowledged"),
             "zone_restore_s": m.get("zone_restore_seconds"),
+            # What the clients saw (chaos.impact): by latency, by kind, and the bound the front
+            # door's timeouts allow, with why.
+            "ttr_latency_s": m.get("ttr_latency_seconds"),
+            "latency_recovered": m.get("latency_recovered"),
+            "p99_before_ms": m.get("p99_corrected_before_ms"),
+            "p99_worst_ms": m.get("p99_corrected_worst_second_ms"),
+            "errors_by_kind": m.get("errors_by_kind"),
+            "expected_ttr_s": m.get("expected_ttr_seconds"),
+            "expected_ttr_explained": m.get("expected_ttr_explained"),
+            "client_timeline": m.get("client_timeline") or [],
         })
     return out
 
@@ -119,7 +136,7 @@ def experiments(run: RunRecords) -> list[dict[str, Any]]:
 def drills(run: RunRecords) -> list[dict[str, Any]]:
     out = []
     for rec in run.chaos:
-        if rec["drill"] in EXPERIMENTS:
+        if is_experiment(rec["drill"]):
             continue
         m = _m(rec)
         out.append({

@@ -1,5 +1,6 @@
 """The nightly job: up -> steady load -> governance (tool calls through sidecars) -> AZ
-failure under load -> backup-restore drill -> revocation drill -> event-stream drill (with
+failure under load, once per fault mode (power, blackhole, loss:20, partition; quick:
+blackhole) -> backup-restore drill -> revocation drill -> event-stream drill (with
 sidecars) -> security suite -> report -> down (down also after a failure).
 
 Every stage is the same command a person would run (``meshsre up``, ``meshsre loadtest``,
@@ -19,6 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from chaos.runner import zone_drill
 from reports import stages
 from reports.job import EXIT_ERROR, Nightly
 from reports.progress import Progress
@@ -43,7 +45,10 @@ def run_all(job: Nightly) -> int:
             job.run_stage("governance", f"{s.governance_seconds} s of tool calls at"
                           f" {s.governance_rate:g}/s through sidecars and directly",
                           lambda st: stages.governance(job, st))
-        for name in stages.CHAOS_STAGES:
+        for mode in s.zone_modes:  # the AZ failure once per fault mode
+            job.run_stage(zone_drill(mode), f"meshsre chaos az-failure --mode {mode}",
+                          stages.chaos(job, stages.ZONE_EXPERIMENT, mode))
+        for name in stages.DRILL_STAGES:
             if name in stages.NEEDS_SIDECARS and not (s.local and s.sidecars_per_zone):
                 continue
             job.run_stage(name, f"meshsre chaos {name}", stages.chaos(job, name))
@@ -52,7 +57,7 @@ def run_all(job: Nightly) -> int:
     finally:
         try:
             if any(st.name in ("steady-load", "governance", *stages.CHAOS_STAGES, "security")
-                   for st in job.stages):
+                   or st.name.startswith(stages.ZONE_EXPERIMENT) for st in job.stages):
                 code = stages.report(job)
         finally:
             if s.local and job.stages:

@@ -1,5 +1,7 @@
 """Settings of the nightly job, all from the environment, with two sets of defaults: the full
-night (under ten minutes on two cores) and ``NIGHTLY_QUICK=1`` (about two minutes, for CI).
+night (an AZ failure in every fault mode, each two to three minutes) and ``NIGHTLY_QUICK=1``
+(the blackhole mode only, for CI). ``NIGHTLY_ZONE_MODES=power,loss:5``
+picks the modes.
 
 Every duration and rate can be overridden (``NIGHTLY_RATE=50``, ``NIGHTLY_STEADY_SECONDS=300``
 ...), and ``NIGHTLY_VAR_<KEY>=VALUE`` passes any other setting of the chaos experiments
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mesh import faults
 from reports.report import parse_fail_on
 
 __all__ = ["FULL", "QUICK", "Settings", "SettingsError"]
@@ -39,6 +42,9 @@ QUICK: dict[str, Any] = {
     "stage_timeout": 300, "progress_seconds": 5.0,
     "sidecars_per_zone": 1, "governance_seconds": 20, "governance_rate": 40.0,
 }
+# The AZ failure's modes (mesh/faults.py), one chaos stage each: NIGHTLY_ZONE_MODES, comma-
+# separated. The data mode (Patroni tier) joins both lists when it lands.
+ZONE_MODES = {"full": ("power", "blackhole", "loss:20", "partition"), "quick": ("blackhole",)}
 VAR_PREFIX = "NIGHTLY_VAR_"
 ZERO_ALLOWED = frozenset({"sidecars_per_zone"})  # 0: no sidecars, no governance stage
 
@@ -70,6 +76,7 @@ class Settings:
     alertmanager_url: str = ""
     admin_token: str = field(default="", repr=False)
     variables: dict[str, str] = field(default_factory=dict)  # passed to every experiment
+    zone_modes: tuple[str, ...] = ZONE_MODES["full"]
 
     @property
     def local(self) -> bool:
@@ -106,6 +113,12 @@ class Settings:
             parse_fail_on(fail_on)
         except ValueError as exc:
             raise SettingsError(f"NIGHTLY_FAIL_ON={fail_on!r}: {exc}") from None
+        raw_modes = env.get("NIGHTLY_ZONE_MODES", "")
+        try:
+            modes = tuple(str(faults.parse(m)) for m in raw_modes.split(",") if m.strip()) \
+                if raw_modes else ZONE_MODES["quick" if quick else "full"]
+        except faults.FaultModeError as exc:
+            raise SettingsError(f"NIGHTLY_ZONE_MODES={raw_modes!r}: {exc}") from None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         return cls(
             quick=quick, run_id=env.get("NIGHTLY_RUN_ID") or f"{stamp}-nightly",
@@ -119,5 +132,6 @@ class Settings:
             admin_token=env.get("MESH_ADMIN_TOKEN", "") if platform != "local" else "",
             variables={k.removeprefix(VAR_PREFIX).lower(): v for k, v in sorted(env.items())
                        if k.startswith(VAR_PREFIX)},
+            zone_modes=modes,
             **numbers,
         )

@@ -15,14 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chaos.runner import zone_drill
 from meshsre import checks as checks_record
 from meshsre import status
 from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "chaos", "down", "governance", "report", "security", "steady", "up"]
+__all__ = ["CHAOS_STAGES", "DRILL_STAGES", "ZONE_EXPERIMENT", "chaos", "down", "governance",
+           "report", "security", "steady", "up"]
 
-CHAOS_STAGES = ("az-failure", "backup-restore", "revocation", "event-stream")
+ZONE_EXPERIMENT = "az-failure"  # a stage per fault mode: az-failure, az-failure-blackhole, ...
+DRILL_STAGES = ("backup-restore", "revocation", "event-stream")
+CHAOS_STAGES = (ZONE_EXPERIMENT, *DRILL_STAGES)
 NEEDS_SIDECARS = frozenset({"event-stream"})
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 SECURITY_SUITE = Path(__file__).resolve().parent.parent / "suites" / "test_security.py"
@@ -113,9 +117,13 @@ def _variables(job: Nightly, name: str) -> list[str]:
 
 def _figures(name: str, rec: dict[str, Any]) -> str:
     m = rec.get("measurements") or {}
-    if name == "az-failure":
-        return (f"TTD {m.get('ttd_seconds')} s ({m.get('ttd_alert')}), TTR {m.get('ttr_seconds')}"
-                f" s, {m.get('errors_during_failure')} errors of"
+    if name.startswith("az-failure"):
+        kinds = m.get("errors_by_kind") or {}
+        errors = ", ".join(f"{n} {k}" for k, n in kinds.items() if n) or "none"
+        return (f"{m.get('mode')}: TTD {m.get('ttd_seconds')} s ({m.get('ttd_alert')}), TTR"
+                f" {m.get('ttr_seconds')} s by errors, {m.get('ttr_latency_seconds')} s by"
+                f" latency (expected at most {m.get('expected_ttr_seconds')} s), worst p99"
+                f" {m.get('p99_corrected_worst_second_ms')} ms, errors {errors} of"
                 f" {m.get('requests_during_failure')}, {m.get('writes_lost')} acknowledged"
                 " writes lost")
     if name == "backup-restore":
@@ -133,23 +141,24 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
             + (f"; at sidecars {at_sidecars}" if at_sidecars else ""))
 
 
-def _chaos(job: Nightly, stage: Stage, name: str) -> str:
+def _chaos(job: Nightly, stage: Stage, name: str, mode: str | None) -> str:
     s = job.settings
     argv = [MESHSRE, "chaos", name, "--run-id", s.run_id, "--out", str(job.out_dir),
             "--state-dir", s.state_dir, "--timeout", str(s.stage_timeout),
-            *_variables(job, name)]
+            *(["--mode", mode] if mode else []), *_variables(job, name)]
     stage.exit_code = job.command(stage, argv, s.stage_timeout + 240)  # rollbacks get time too
-    path = job.run_dir / f"chaos-{name}.json"
+    path = job.run_dir / f"chaos-{zone_drill(mode) if mode else name}.json"
     if not path.exists():
         raise StageError(f"meshsre chaos exited {stage.exit_code} without {path.name}")
     rec = json.loads(path.read_text())
     failures = rec.get("failures") or []
     word = "passed" if rec.get("passed") else f"FAILED ({'; '.join(failures)})"
-    return f"{word}: {_figures(name, rec)}"
+    return f"{word}: {_figures(rec['drill'], rec)}"
 
 
-def chaos(job: Nightly, name: str) -> Callable[[Stage], str]:
-    return lambda stage: _chaos(job, stage, name)
+def chaos(job: Nightly, name: str, mode: str | None = None) -> Callable[[Stage], str]:
+    """The stage running experiment ``name``, in fault ``mode`` for the AZ failure."""
+    return lambda stage: _chaos(job, stage, name, mode)
 
 
 def security(job: Nightly, stage: Stage) -> str:

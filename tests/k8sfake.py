@@ -75,6 +75,7 @@ class FakeApiServer:
         self.logs: dict[str, str] = {}
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
+        self.network_chaos: dict[str, dict[str, Any]] = {}  # Chaos Mesh objects, by name
         self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
         self.content_types: list[str] = []  # of every request with a body
         self.kubelet = kubelet
@@ -129,7 +130,27 @@ class FakeApiServer:
                 return (404, _status(404, parts[6])) if found is None else (200, found)
             if parts[:2] == ["apis", "batch"] and parts[5:6] == ["jobs"]:
                 return self._jobs(method, parts, body)
+            if parts[:2] == ["apis", "chaos-mesh.org"] and parts[5:6] == ["networkchaos"]:
+                return self._network_chaos(method, parts, one, body)
         return 404, _status(404, path)
+
+    def _network_chaos(self, method: str, parts: list[str], one: dict[str, str],
+                       body: Any) -> tuple[int, Any]:
+        store = self.network_chaos
+        if len(parts) == 6 and method == "POST":
+            name = body["metadata"]["name"]
+            if name in store:
+                return 409, _status(409, name)
+            store[name] = copy.deepcopy(body)
+            return 201, store[name]
+        if len(parts) == 6 and method == "GET":
+            items = [o for o in store.values() if _labels_match(o, one.get("labelSelector"))]
+            return 200, {"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaosList",
+                         "metadata": {}, "items": items}
+        if len(parts) == 7 and method == "DELETE":
+            gone = store.pop(parts[6], None)
+            return (404, _status(404, parts[6])) if gone is None else (200, gone)
+        return 405, _status(405, "/".join(parts))
 
     def _pods(self, method: str, parts: list[str], one: dict[str, str]) -> tuple[int, Any]:
         ns = parts[3]
@@ -217,6 +238,7 @@ class FakeApiServer:
 
 
 def _status(code: int, what: str) -> dict[str, Any]:
-    reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}[code]
+    reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+              409: "AlreadyExists"}[code]
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": f"{reason}: {what}", "reason": reason, "code": code}

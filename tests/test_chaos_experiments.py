@@ -121,3 +121,11 @@ def test_a_deployment_that_needs_the_admin_token_gets_a_step_that_says_where_it_
         runstate.required_admin_token({"admin_token": ""}, "revoking credentials")
     assert store.audit_chain_valid(configuration=config,
                                    secrets={"admin_token": ADMIN_TOKEN})["ok"]
+
+
+def test_the_az_failure_takes_its_fault_mode_as_a_setting() -> None:
+    experiment = _experiment("az-failure")
+    assert experiment["configuration"]["mode"] == {
+        "type": "env", "key": "MESHSRE_CHAOS_MODE", "default": "power"}
+    fail = next(a for a in experiment["method"] if a["name"] == "fail-zone")
+    assert fail["provider"]["arguments"] == {"zone": "${zone}", "mode": "${mode}"}

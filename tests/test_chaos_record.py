@@ -14,7 +14,7 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from chaos import load, record, runstate, zone
-from chaos.runner import ChaosRun, run
+from chaos.runner import ChaosRun, run, zone_drill
 from mesh.local.webhook import lines_for
 
 DATA = Path(__file__).parent / "testdata" / "chaos"
@@ -179,3 +179,22 @@ def test_meshsre_chaos_refuses_an_unknown_experiment_in_one_line(tmp_path: Path)
     assert done.stderr.strip() == ("chaos: unknown experiment 'nope': choose one of az-failure,"
                                    " backup-restore, revocation, event-stream or give the path"
                                    " of an experiment file")
+
+
+@pytest.mark.parametrize(("name", "mode", "says"), [
+    ("az-failure", "loss:lots", "loss:N with N a whole percent from 1 to 100"),
+    ("az-failure", "flood", "unknown fault mode 'flood': use one of power, blackhole"),
+    ("revocation", "blackhole", "only az-failure has fault modes, not revocation")])
+def test_meshsre_chaos_refuses_a_bad_mode_before_running_anything(
+        tmp_path: Path, name: str, mode: str, says: str) -> None:
+    done = subprocess.run([MESHSRE, "chaos", name, "--mode", mode, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "MESH_URL": "http://127.0.0.1:9"})
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_mode_names_its_own_record() -> None:
+    assert [zone_drill(m) for m in ("power", "blackhole", "loss:20", "partition")] == [
+        "az-failure", "az-failure-blackhole", "az-failure-loss-20", "az-failure-partition"]

@@ -18,6 +18,7 @@ import httpx
 import kubernetes_validate
 import psycopg
 import pytest
+from jsonschema import Draft7Validator
 from kubernetes import client
 
 from mesh.k8s import jobs
@@ -234,3 +235,51 @@ def test_mesh_platform_kubernetes_without_any_cluster_config_says_so(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(PlatformError, match="kubernetes: no cluster to talk to"):
         get_platform("kubernetes")
+
+
+NETWORK_CHAOS_SCHEMA = json.loads(
+    (Path(__file__).parent / "testdata" / "k8s" / "networkchaos.schema.json").read_text())
+
+
+@pytest.mark.parametrize("mode", ["blackhole", "loss:20", "partition"])
+def test_network_faults_are_network_chaos_objects_removed_by_restore(
+    fake: FakeApiServer, mode: str
+) -> None:
+    platform = _platform(fake)
+    failed = platform.fail_zone(ZONE_A, mode)
+    assert failed["mode"] == mode and failed["killed"] == []
+    (obj,) = fake.network_chaos.values()
+    Draft7Validator(NETWORK_CHAOS_SCHEMA).validate(obj)
+    spec = obj["spec"]
+    assert spec["selector"]["nodeSelectors"] == {"topology.kubernetes.io/zone": ZONE_A}
+    assert spec["selector"]["namespaces"] == [NS] and spec["mode"] == "all"
+    if mode == "partition":
+        # Cut from every pod on the other zones' nodes, none of its own zone's.
+        assert spec["action"] == "partition" and spec["direction"] == "both"
+        assert spec["target"]["selector"]["nodes"] == sorted(
+            n["metadata"]["name"] for n in load_objects("nodes.json")["items"]
+            if n["metadata"]["labels"]["topology.kubernetes.io/zone"] != ZONE_A)
+    else:
+        assert spec["action"] == "loss"
+        assert spec["loss"]["loss"] == ("100" if mode == "blackhole" else "20")
+    # Nothing was cordoned or killed: the pods keep running behind the fault.
+    assert not fake.calls("PATCH", "/nodes/") and not fake.calls("DELETE", "/pods/")
+    restored = platform.restore_zone(ZONE_A, timeout=5)
+    assert restored["network_chaos_deleted"] == [obj["metadata"]["name"]]
+    assert fake.network_chaos == {}
+    assert platform.restore_zone(ZONE_A, timeout=5)["network_chaos_deleted"] == []
+
+
+def test_the_schema_rejects_what_chaos_mesh_would(fake: FakeApiServer) -> None:
+    _platform(fake).fail_zone(ZONE_A, "loss:20")
+    (obj,) = fake.network_chaos.values()
+    for breaks in ({"action": "drop"}, {"loss": {"loss": "120"}}, {"selectors": {}},
+                   {"direction": "sideways"}):
+        bad = {**obj, "spec": {**obj["spec"], **breaks}}
+        assert list(Draft7Validator(NETWORK_CHAOS_SCHEMA).iter_errors(bad)), breaks
+
+
+def test_a_bad_mode_is_refused_before_anything_changes(fake: FakeApiServer) -> None:
+    with pytest.raises(PlatformError, match="loss:N with N a whole percent"):
+        _platform(fake).fail_zone(ZONE_A, "loss:")
+    assert fake.network_chaos == {} and not fake.calls("PATCH", "/nodes/")

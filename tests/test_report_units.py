@@ -98,10 +98,19 @@ def test_the_quick_settings_are_the_quick_defaults_and_each_can_be_overridden() 
      "MESH_PLATFORM=kubernetes needs PROMETHEUS_URL"),
     ({"MESH_PLATFORM": "nomad"}, "MESH_PLATFORM='nomad': use local or kubernetes"),
     ({"NIGHTLY_FAIL_ON": "slo,typo"}, "NIGHTLY_FAIL_ON='slo,typo': unknown typo"),
+    ({"NIGHTLY_ZONE_MODES": "power,loss:x"},
+     "NIGHTLY_ZONE_MODES='power,loss:x': fault mode 'loss:x': write loss:N"),
 ])
 def test_a_setting_the_job_cannot_use_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_a_full_night_runs_every_network_mode_and_a_quick_one_blackhole() -> None:
+    assert Settings.from_env({}).zone_modes == ("power", "blackhole", "loss:20", "partition")
+    assert Settings.from_env({"NIGHTLY_QUICK": "1"}).zone_modes == ("blackhole",)
+    chosen = Settings.from_env({"NIGHTLY_ZONE_MODES": " loss:5, power"})
+    assert chosen.zone_modes == ("loss:5", "power")
 
 
 def test_each_experiment_gets_only_the_settings_it_declares() -> None:

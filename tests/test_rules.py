@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = ROOT / "alerts" / "tests"
 DASHBOARD_UIDS = ("meshsre-mesh-health", "meshsre-api-red", "meshsre-slos", "meshsre-zones")
 # Series that are not mesh metrics but may appear in rules: Prometheus' own.
-PROMETHEUS_SERIES = frozenset({"up"})
+PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds"})
 
 
 def _promtool() -> str:

@@ -56,7 +56,7 @@ def _count(*pieces: tuple[int, int]) -> str:
     return " ".join(tokens)
 
 
-def _hold(*pieces: tuple[int, int | str]) -> str:
+def _hold(*pieces: tuple[int, float | str]) -> str:
     """A gauge holding each value for ``n`` samples (``_`` missing, ``stale`` a marker).
     promtool reads ``5x2`` as three samples but ``_x2`` as two."""
     return " ".join(f"_x{n}" if v == "_" else f"{v}x{n - 1}" if n > 1 else str(v)
@@ -85,6 +85,12 @@ def _gone(zone: str, n: int, minutes: int) -> tuple[tuple[str, str], ...]:
     values = _hold((31, 1), (1, "stale"), *([(minutes - 1, "_")] if minutes > 1 else []),
                    (60 - minutes, 1))
     return tuple((f"{m}{_on(zone, n)}", values) for m in ("up", "agentmesh_store_up"))
+
+
+def _scrape_seconds(a: str, b: str) -> tuple[tuple[str, str], ...]:
+    """How long Prometheus's scrapes of zones a and b take (scrape_duration_seconds)."""
+    return tuple((f"scrape_duration_seconds{_on(z)}", values) for z, values in (("a", a),
+                                                                                ("b", b)))
 
 
 def _revocations(fast: str, total: str) -> tuple[tuple[str, str], ...]:
@@ -132,6 +138,16 @@ SYMPTOM_MATRIX: tuple[Symptom, ...] = (
     Symptom("zone-misses-1-scrape", "zone a's only replica fails one scrape", (), 90, (30, 31),
             _ok(("b", 0)) + _replica("a", _hold((31, 1), (1, 0), (59, 1)),
                                      _hold((31, 1), (1, "stale"), (59, 1)))),
+    Symptom("zone-slow", "zone a's scrapes take 400 ms for 30 min (lost packets), zone b's 10 ms",
+            ("MeshZoneSlow",), 90, (30, 60),
+            _scrape_seconds(_hold((31, 0.01), (30, 0.4), (30, 0.01)), _hold((91, 0.01))),
+            clears=2, note="the 2-minute average keeps the last slow scrape a minute longer"),
+    Symptom("zones-all-slow", "every zone's scrapes take 400 ms for 30 min (a busy machine)",
+            (), 90, (30, 60),
+            _scrape_seconds(*[_hold((31, 0.01), (30, 0.4), (30, 0.01))] * 2)),
+    Symptom("zone-a-bit-slower", "zone a's scrapes take 30 ms, zone b's 5 ms", (), 90,
+            (30, 60), _scrape_seconds(_hold((31, 0.005), (30, 0.03), (30, 0.005)),
+                                      _hold((91, 0.005)))),
     Symptom("replica-down", "one of zone a's two replicas fails its scrapes for 30 min",
             ("MeshReplicaDown",), 90, (30, 60), _ok(("a", 0), ("b", 0)) + _down("a", 1)),
     Symptom("store-unreachable", "zone b's replica is scraped but cannot reach its store",

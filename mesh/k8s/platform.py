@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh.k8s import jobs
+from mesh import faults
+from mesh.k8s import jobs, netchaos
+from mesh.k8s.netchaos import ZONE_LABEL
 from mesh.platform import PlatformError, Replica
 
 __all__ = ["CORDONED_BY", "ZONE_LABEL", "KubernetesPlatform", "Settings"]
-
-ZONE_LABEL = "topology.kubernetes.io/zone"
 CORDONED_BY = "meshsre.dev/cordoned-for-zone-failure"
 _MERGE = "application/merge-patch+json"  # JSON merge patch: null deletes a key
 
@@ -49,6 +49,7 @@ class Settings:
     sidecar_selector: str = "mesh.agentmesh.ai/governed=true"
     sidecar_port: int = 15001
     nats_statefulset: str = "nats"
+    data_tier: tuple[str, ...] = ()  # addresses a partition cuts the zone from
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +64,7 @@ class Settings:
             tools_image=env.get("MESH_K8S_TOOLS_IMAGE", base.tools_image),
             sidecar_selector=env.get("MESH_K8S_SIDECAR_SELECTOR", base.sidecar_selector),
             nats_statefulset=env.get("MESH_K8S_NATS_STATEFULSET", base.nats_statefulset),
+            data_tier=tuple(a for a in env.get("MESH_K8S_DATA_TIER", "").split(",") if a),
         )
 
 
@@ -101,6 +103,7 @@ class KubernetesPlatform:
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
 
     def _nodes(self, zone: str | None = None) -> list[Any]:
         selector = f"{ZONE_LABEL}={zone}" if zone else None
@@ -132,11 +135,19 @@ class KubernetesPlatform:
             )
         return sorted(out, key=lambda r: (r.zone, r.name))
 
-    def fail_zone(self, zone: str) -> dict[str, Any]:
+    def fail_zone(self, zone: str, mode: str = "power") -> dict[str, Any]:
+        try:
+            fault = faults.parse(mode)
+        except faults.FaultModeError as exc:
+            raise PlatformError(f"kubernetes: {exc}") from exc
         started = time.perf_counter()
         nodes = self._nodes(zone)
         if not nodes:
             raise PlatformError(f"kubernetes: no node is labelled {ZONE_LABEL}={zone}")
+        if fault.network:
+            return self._network_fault(zone, fault, started)
+        if fault.name != "power":
+            raise PlatformError(f"kubernetes: fault mode {fault} is not supported here")
         at = time.time()
         cordoned, already, killed = [], [], []
         for node in nodes:
@@ -160,6 +171,7 @@ class KubernetesPlatform:
         return {
             "platform": self.name,
             "zone": zone,
+            "mode": str(fault),
             "cordoned": cordoned,
             "already_cordoned": already,
             "killed": sorted(killed),
@@ -184,8 +196,49 @@ class KubernetesPlatform:
                 )
             time.sleep(1.0)
 
+    def _network_fault(self, zone: str, fault: faults.FaultMode, started: float) -> dict[str, Any]:
+        s = self.settings
+        others = [
+            n.metadata.name
+            for n in self._nodes()
+            if (n.metadata.labels or {}).get(ZONE_LABEL) not in (zone, None)
+        ]
+        try:
+            body = netchaos.network_chaos(
+                zone, fault, s.namespace, s.selector, others, list(s.data_tier)
+            )
+        except ValueError as exc:
+            raise PlatformError(f"kubernetes: {exc}") from exc
+        at = time.time()
+        self.custom.create_namespaced_custom_object(
+            netchaos.GROUP, netchaos.VERSION, s.namespace, netchaos.PLURAL, body
+        )
+        return {
+            "platform": self.name,
+            "zone": zone,
+            "mode": str(fault),
+            "network_chaos": body["metadata"]["name"],
+            "killed": [],
+            "at": at,
+            "duration_seconds": round(time.perf_counter() - started, 4),
+        }
+
+    def _clear_network_faults(self, zone: str) -> list[str]:
+        s = self.settings
+        label = f"{netchaos.FAULT_LABEL}={netchaos.network_chaos_zone(zone)}"
+        found: Any = self.custom.list_namespaced_custom_object(
+            netchaos.GROUP, netchaos.VERSION, s.namespace, netchaos.PLURAL, label_selector=label
+        )
+        names = [o["metadata"]["name"] for o in found.get("items", [])]
+        for name in names:
+            self.custom.delete_namespaced_custom_object(
+                netchaos.GROUP, netchaos.VERSION, s.namespace, netchaos.PLURAL, name
+            )
+        return names
+
     def restore_zone(self, zone: str, timeout: float = 60.0) -> dict[str, Any]:
         started = time.perf_counter()
+        cleared = self._clear_network_faults(zone)
         uncordoned = []
         for node in self._nodes(zone):
             annotations = node.metadata.annotations or {}
@@ -202,6 +255,7 @@ class KubernetesPlatform:
             "platform": self.name,
             "zone": zone,
             "uncordoned": uncordoned,
+            "network_chaos_deleted": cleared,
             "started": [],
             "ready_in_zone": in_zone,
             "ready_at": time.time(),

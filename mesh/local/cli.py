@@ -60,9 +60,18 @@ def _urls(info: dict[str, Any]) -> str:
         ("tool", "tool"),
     )
     suffix = {"haproxy_stats": "/stats", "prometheus": "/targets"}
-    return "\n".join(
+    lines = [
         f"{label + ':':15}{info[key]}{suffix.get(key, '')}" for label, key in names if info.get(key)
-    )
+    ]
+    return "\n".join([*lines, f"{'network:':15}{_layout(info)}"])
+
+
+def _layout(info: dict[str, Any]) -> str:
+    net = info.get("zone_network")
+    if not net:
+        return "loopback (every replica on its own 127.0.0.x; no network faults)"
+    zones = ", ".join(f"{z['zone']} {z['subnet']} in {z['netns']}" for z in net["zones"])
+    return f"zones (a network namespace each: {zones})"
 
 
 def _show(cluster: Cluster) -> dict[str, Any]:
@@ -103,6 +112,14 @@ def _show(cluster: Cluster) -> dict[str, Any]:
     type=click.IntRange(0, 3),
     help="Governance sidecars per zone, each one agent's, in front of a tool (and the tool).",
 )
+@click.option(
+    "--network",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "zones", "loopback"]),
+    help="zones: a network namespace per zone, so network faults can cut it off (root only);"
+    " loopback: every replica on its own 127.0.0.x; auto: zones when running as root.",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for ready.")
 @_state_dir
 def up(
@@ -113,6 +130,7 @@ def up(
     without: tuple[str, ...],
     base_port: int,
     sidecars_per_zone: int,
+    network: str,
     timeout: float,
     state_dir: Path,
 ) -> None:
@@ -129,6 +147,7 @@ def up(
             without=frozenset(without),
             base_port=base_port,
             sidecars_per_zone=sidecars_per_zone,
+            network=network,
         )
         result = cluster.up(spec, timeout=timeout, progress=lambda m: click.echo(m, err=True))
     except ClusterError as exc:

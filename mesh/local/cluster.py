@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from mesh.local import procs
+from mesh.local import procs, zonenet
 from mesh.local.errors import ClusterError, NotReadyError, NotUpError
 from mesh.local.render import RULES_DIR, render_all
 from mesh.local.spec import ClusterSpec, plan
@@ -120,10 +120,17 @@ class Cluster:
                     return UpResult(outcome, time.monotonic() - began, existing)
                 self._stop(existing)  # stale: nothing of it runs any more
             self.paths.create()
-            state = plan(spec, self.paths)
-            render_all(state, self.paths, self.rules_dir)
-            self.paths.save(state)
             try:
+                net = None
+                spec.binaries()  # a missing one fails before any namespace is made
+                if spec.layout() == "zones":
+                    if why := zonenet.unavailable():
+                        raise ClusterError(f"--network zones: {why} (or use --network loopback)")
+                    say("creating a network namespace per zone")
+                    net = zonenet.create(self.paths.root, spec.zones, spec.replicas_per_zone)
+                state = plan(spec, self.paths, net)
+                render_all(state, self.paths, self.rules_dir)
+                self.paths.save(state)
                 replicas = state.replicas()
                 # Sidecars need the front door: they start with it, after the first replica.
                 first = [
@@ -138,7 +145,11 @@ class Cluster:
                 say("starting " + ", ".join(c.name for c in rest))
                 self.start(state, rest, timeout - (time.monotonic() - began))
             except BaseException:
-                self._stop(state)
+                loaded = self.paths.load()
+                if loaded is not None:
+                    self._stop(loaded)
+                else:
+                    self._stop_network()
                 self.paths.forget()
                 raise
         return UpResult("started", time.monotonic() - began, state)
@@ -194,7 +205,13 @@ class Cluster:
         recorded = {c.name: p for c in ordered if (p := proc_of(c)) is not None}
         outcome = procs.stop_all(list(recorded.values()), grace)
         result = {name: outcome[p.pid] for name, p in recorded.items()}
-        return {**result, **self._stop_strays(grace)}
+        return {**result, **self._stop_strays(grace), **self._stop_network()}
+
+    def _stop_network(self) -> dict[str, str]:
+        """Remove the zones' namespaces (and any fault cut in them): by the state dir's
+        prefix, so that whatever an interrupted `up` created goes too."""
+        removed = zonenet.destroy_prefix(zonenet.prefix_of(self.paths.root))
+        return {f"netns {name}": "removed" for name in removed}
 
     def _stop_strays(self, grace: float) -> dict[str, str]:
         """Stop whatever still carries our tag (an `up` killed mid-start left it out of the
@@ -214,7 +231,7 @@ class Cluster:
         with self.paths.locked():
             state = self.paths.load()
             if state is None:
-                return self._stop_strays(grace)
+                return {**self._stop_strays(grace), **self._stop_network()}
             result = self._stop(state, grace)
             self.paths.forget()
             return result
@@ -261,5 +278,7 @@ class Cluster:
             "storage": state.storage_url,
             "redis": state.redis_url,
             "zones": state.zones(),
+            "network": state.layout,
+            "zone_network": state.network,
             "components": [r.to_dict() for r in rows],
         }

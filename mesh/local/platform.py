@@ -1,8 +1,10 @@
-"""The platform adapter for the local cluster: processes on loopback addresses, HAProxy, and a
-SQLite file or a PostgreSQL database as the shared store.
+"""The platform adapter for the local cluster: processes on loopback addresses or in a network
+namespace per zone, HAProxy, and a SQLite file or a PostgreSQL database as the shared store.
 
-A zone failure is SIGKILL to every replica of the zone, as an AZ power interruption: no
-graceful shutdown, in-flight requests cut. HAProxy's health checks have to notice on their own.
+A zone fails in one of the modes of ``mesh.faults``. ``power`` is SIGKILL to every replica of
+the zone, as an AZ power interruption: no graceful shutdown, in-flight requests cut. The network
+modes cut nft rules into the zone's namespace (``mesh.local.zonenet``), so they need the zones
+layout. Either way HAProxy's health checks have to notice on their own.
 """
 
 from __future__ import annotations
@@ -11,13 +13,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh.local import procs, store
+from mesh import faults
+from mesh.faults import FaultMode
+from mesh.local import procs, store, zonenet
 from mesh.local.cluster import Cluster, http_client, probe, proc_of
 from mesh.local.errors import ClusterError
+from mesh.local.render import front_door_timeouts
 from mesh.local.state import ClusterState, Component, StateDir
 from mesh.platform import Replica
 
 __all__ = ["LocalPlatform"]
+
+
+def _mode(mode: str) -> FaultMode:
+    try:
+        return faults.parse(mode)
+    except faults.FaultModeError as exc:
+        raise ClusterError(str(exc)) from exc
+
+
+def _network(state: ClusterState, fault: FaultMode) -> zonenet.ZoneNetwork | None:
+    """The zones' network a network fault acts on (None for power); refuses on loopback."""
+    if not fault.network:
+        return None
+    if not state.network:
+        raise ClusterError(
+            f"fault mode {fault} needs zones with their own network: this cluster runs on"
+            " loopback; restart it as root with `meshsre down && meshsre up --network zones`"
+        )
+    return zonenet.ZoneNetwork.from_dict(state.network)
 
 
 class LocalPlatform:
@@ -44,36 +68,55 @@ class LocalPlatform:
         if zone not in state.zones():
             raise ClusterError(f"unknown zone {zone!r}: the cluster has {', '.join(state.zones())}")
 
-    def fail_zone(self, zone: str) -> dict[str, Any]:
+    def fail_zone(self, zone: str, mode: str = "power") -> dict[str, Any]:
+        fault = _mode(mode)
         started = time.perf_counter()
         with self.paths.locked():
             state = self.cluster.load()
             self._zone(state, zone)
+            net = _network(state, fault)
             at = time.time()
             killed: list[str] = []
             already: list[str] = []
-            for c in state.replicas(zone):
-                (killed if procs.kill(proc_of(c)) else already).append(c.name)
+            rules = None
+            if fault.name == "power":
+                for c in state.replicas(zone):
+                    (killed if procs.kill(proc_of(c)) else already).append(c.name)
+            elif net is not None:
+                ports = sorted({c.port for c in state.replicas(zone)})
+                rules = zonenet.apply_fault(net, zone, fault, ports)
+            else:  # a mode registered in mesh.faults that this platform has no way to cause
+                raise ClusterError(f"fault mode {fault} is not supported by the local platform")
         return {
             "platform": self.name,
             "zone": zone,
+            "mode": str(fault),
+            "network": state.layout,
             "killed": killed,
             "already_down": already,
+            "rules": rules,
+            # What bounds the time to recover: drills quote it with their figures.
+            "front_door": front_door_timeouts() if state.component("haproxy") else None,
             "at": at,
             "duration_seconds": round(time.perf_counter() - started, 4),
         }
 
     def restore_zone(self, zone: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Undo whatever fault the zone has (network rules, killed replicas)."""
         started = time.perf_counter()
         with self.paths.locked():
             state = self.cluster.load()
             self._zone(state, zone)
+            cleared = False
+            if state.network:
+                cleared = zonenet.clear_fault(zonenet.ZoneNetwork.from_dict(state.network), zone)
             down = [c for c in state.replicas(zone) if not procs.alive(proc_of(c))]
             self.cluster.start(state, down, timeout)
             self.cluster.wait_ready(state.replicas(zone), timeout)
         return {
             "platform": self.name,
             "zone": zone,
+            "network_fault_cleared": cleared,
             "started": [c.name for c in down],
             "ready_at": time.time(),
             "duration_seconds": round(time.perf_counter() - started, 4),

@@ -15,7 +15,14 @@ import jinja2
 from mesh.local.state import ClusterState, StateDir
 from mesh.settings import Settings
 
-__all__ = ["RULES_DIR", "TIMINGS", "mesh_targets", "render_all", "render_file"]
+__all__ = [
+    "RULES_DIR",
+    "TIMINGS",
+    "front_door_timeouts",
+    "mesh_targets",
+    "render_all",
+    "render_file",
+]
 
 # The generated SLO and alert rules (issue 4) land here; load whatever exists.
 RULES_DIR = Path(__file__).resolve().parents[2] / "alerts" / "build"
@@ -68,13 +75,42 @@ def render_file(
     return _ENV.get_template(template).render(context)
 
 
+def front_door_timeouts(settings: Settings | None = None) -> dict[str, float | int]:
+    """How long the front door waits, and how fast it gives up on a replica: what bounds a
+    zone failure's time to recover, so drills quote these figures (seconds) with theirs.
+
+    ``timeout_server`` is derived, not tuned by hand: a replica's request makes at most two
+    store calls (a read and a write), each bounded by MESH_STORAGE_TIMEOUT_SECONDS, plus a
+    second of slack. Waiting longer only holds a client on a replica that will never answer
+    (a blackholed zone on a kept-alive connection)."""
+    storage = (settings or Settings()).storage_timeout_seconds
+    return {
+        "timeout_connect": 1.0,
+        "timeout_server": round(2 * storage + 1.0, 3),
+        "timeout_check": 1.0,
+        "check_inter": 1.0,
+        "check_fastinter": 0.25,
+        "check_downinter": 1.0,
+        "fall": 2,
+        "rise": 2,
+        "retries": 2,
+        "redispatch": 1,
+    }
+
+
+def _ms(seconds: float | int) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
 def _front_door_limits() -> dict[str, object]:
     """The replicas' own client limit and slow-client timeouts (the same MESH_* variables,
     which they inherit), applied once more at the door, where they cover the whole cluster."""
     settings = Settings()
     rate, burst = settings.client_rate_per_second, settings.client_burst
     timeout = max(settings.header_timeout_seconds, settings.body_timeout_seconds)
+    door = front_door_timeouts(settings)
     return {
+        **{k: _ms(v) if k.startswith(("timeout", "check")) else v for k, v in door.items()},
         "client_rate": f"{rate:g}",
         "client_burst": burst,
         "client_window_ms": max(1, round(burst / rate * 1000)),

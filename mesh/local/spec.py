@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.local import governance
+from mesh.local import governance, zonenet
 from mesh.local.errors import ClusterError, MissingBinaryError
 from mesh.local.state import ClusterState, Component, StateDir
 
@@ -46,6 +46,7 @@ class ClusterSpec:
     without: frozenset[str] = field(default_factory=frozenset)
     base_port: int = 18080  # 0: every port is picked free by the kernel (tests)
     sidecars_per_zone: int = 0  # governance sidecars (and a tool behind them); needs no NATS
+    network: str = "auto"  # zones (a network namespace each, root only), loopback, or auto
 
     def __post_init__(self) -> None:
         if not self.zones or len(set(self.zones)) != len(self.zones):
@@ -64,6 +65,18 @@ class ClusterSpec:
             raise ClusterError("base port out of range")
         if not 0 <= self.sidecars_per_zone <= 3:
             raise ClusterError("sidecars per zone must be between 0 and 3")
+        if self.network not in ("auto", *zonenet.LAYOUTS):
+            raise ClusterError(f"network must be auto, {' or '.join(zonenet.LAYOUTS)}")
+
+    def binaries(self) -> dict[str, str]:
+        """The path of each optional component's binary; raises MissingBinaryError."""
+        return {c: find_binary(c) for c in OPTIONAL_COMPONENTS if c not in self.without}
+
+    def layout(self) -> str:
+        """The network layout to run: auto means zones when this process can build them."""
+        if self.network != "auto":
+            return self.network
+        return "loopback" if zonenet.unavailable() else "zones"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -74,6 +87,7 @@ class ClusterSpec:
             "without": sorted(self.without),
             "base_port": self.base_port,
             "sidecars_per_zone": self.sidecars_per_zone,
+            "network": self.network,
         }
 
 
@@ -135,9 +149,12 @@ def storage_url(spec: ClusterSpec, paths: StateDir) -> str:
     return spec.storage
 
 
-def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
-    """Every component of the cluster with its address and command line (nothing started)."""
-    binaries = {c: find_binary(c) for c in OPTIONAL_COMPONENTS if c not in spec.without}
+def plan(
+    spec: ClusterSpec, paths: StateDir, net: zonenet.ZoneNetwork | None = None
+) -> ClusterState:
+    """Every component of the cluster with its address and command line (nothing started).
+    With ``net``, each replica runs inside its zone's namespace, on its address there."""
+    binaries = spec.binaries()
     ports = _Ports(spec.base_port)
     url = storage_url(spec, paths)
     components: list[Component] = []
@@ -146,9 +163,20 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
     )
     for zi, zone in enumerate(spec.zones):
         for ri in range(spec.replicas_per_zone):
-            host, replica = replica_address(zi, ri), f"{zone}-{ri}"
-            port = ports.take(host, _REPLICA_OFFSET)
+            replica = f"{zone}-{ri}"
+            link = net.link(zone) if net else None
+            if link is None:
+                host, inside = replica_address(zi, ri), []
+                port = ports.take(host, _REPLICA_OFFSET)
+            else:
+                host, inside = link.address(ri), zonenet.exec_prefix(link)
+                port = zonenet.REPLICA_PORT  # a fresh namespace: nothing else binds there
+
+            def reach(url: str, link: zonenet.ZoneLink | None = link) -> str:
+                return zonenet.from_zone(url, link) if link else url
+
             argv = [
+                *inside,
                 *_meshsre_command(),
                 "serve",
                 "--host",
@@ -156,16 +184,16 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
                 "--port",
                 str(port),
                 "--storage",
-                url,
+                reach(url),
                 "--zone",
                 zone,
                 "--replica",
                 replica,
             ]
             if spec.redis:
-                argv += ["--redis", spec.redis]
+                argv += ["--redis", reach(spec.redis)]
             if nats is not None:
-                argv += ["--nats", governance.nats_url(nats)]
+                argv += ["--nats", reach(governance.nats_url(nats))]
             components.append(
                 Component(
                     name=f"mesh-{replica}",
@@ -278,5 +306,9 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
         ports.take,
     )
     return ClusterState(
-        spec=spec.to_dict(), storage_url=url, redis_url=spec.redis, components=components
+        spec=spec.to_dict(),
+        storage_url=url,
+        redis_url=spec.redis,
+        components=components,
+        network=net.to_dict() if net else None,
     )

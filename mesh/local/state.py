@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mesh.keys import write_key_file
 
@@ -66,6 +67,8 @@ class ClusterState:
     redis_url: str | None
     components: list[Component]
     created_at: float = field(default_factory=time.time)
+    # The zones' own network (mesh.local.zonenet.ZoneNetwork.to_dict()); None: loopback.
+    network: dict[str, Any] | None = None
     version: int = STATE_VERSION
 
     def component(self, name: str) -> Component | None:
@@ -79,6 +82,10 @@ class ClusterState:
 
     def zones(self) -> list[str]:
         return list(dict.fromkeys(c.zone for c in self.replicas() if c.zone))
+
+    @property
+    def layout(self) -> str:
+        return "zones" if self.network else "loopback"
 
     def url_of(self, name: str) -> str | None:
         found = self.component(name)
