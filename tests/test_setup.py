@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "system-packages"
-PACKAGES = ("prometheus", "prometheus-alertmanager", "haproxy", "wrk", "nats-server", "chromium")
+PACKAGES = ("prometheus", "prometheus-alertmanager", "haproxy", "wrk", "nats-server", "chromium",
+            "patroni", "etcd-server")
 
 
 def test_with_every_command_present_it_does_nothing_and_says_nothing() -> None:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.local import governance
+from mesh.local import datatier, governance
 from mesh.local.errors import ClusterError, MissingBinaryError
 from mesh.local.state import ClusterState, Component, StateDir
 
@@ -46,6 +46,7 @@ class ClusterSpec:
     without: frozenset[str] = field(default_factory=frozenset)
     base_port: int = 18080  # 0: every port is picked free by the kernel (tests)
     sidecars_per_zone: int = 0  # governance sidecars (and a tool behind them); needs no NATS
+    replication: str = "sync"  # of the patroni data tier: sync or async
 
     def __post_init__(self) -> None:
         if not self.zones or len(set(self.zones)) != len(self.zones):
@@ -58,8 +59,14 @@ class ClusterSpec:
         if unknown:
             known = ", ".join(sorted(OPTIONAL_COMPONENTS))
             raise ClusterError(f"cannot run without {', '.join(sorted(unknown))} (known: {known})")
-        if not self.storage.startswith(("sqlite", "postgresql://", "postgres://")):
-            raise ClusterError("storage must be sqlite, sqlite:///PATH or postgresql://...")
+        if not self.storage.startswith(("sqlite", "postgresql://", "postgres://", "patroni")):
+            raise ClusterError(
+                "storage must be sqlite, sqlite:///PATH, postgresql://... or patroni"
+            )
+        if self.storage == "patroni" and "haproxy" in self.without:
+            raise ClusterError("patroni storage is reached through HAProxy: drop --without haproxy")
+        if self.replication not in datatier.REPLICATION_MODES:
+            raise ClusterError("replication must be sync or async")
         if not 0 <= self.base_port <= 65535 - _REPLICA_OFFSET:
             raise ClusterError("base port out of range")
         if not 0 <= self.sidecars_per_zone <= 3:
@@ -74,6 +81,7 @@ class ClusterSpec:
             "without": sorted(self.without),
             "base_port": self.base_port,
             "sidecars_per_zone": self.sidecars_per_zone,
+            "replication": self.replication,
         }
 
 
@@ -141,6 +149,12 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
     ports = _Ports(spec.base_port)
     url = storage_url(spec, paths)
     components: list[Component] = []
+    tier: dict[str, object] | None = None
+    members: list[Component] = []
+    if spec.storage == "patroni":  # each zone's members on that zone's (first) address
+        hosts = [replica_address(zi, 0) for zi in range(len(spec.zones))]
+        members, tier = datatier.plan(spec.zones, hosts, spec.replication, paths, ports.take)
+        url = datatier.frontend_url(str(tier["frontend"]))
     nats = (
         governance.event_stream(binaries["nats"], paths, ports.take) if "nats" in binaries else None
     )
@@ -277,6 +291,11 @@ def plan(spec: ClusterSpec, paths: StateDir) -> ClusterState:
         paths,
         ports.take,
     )
+    components += members
     return ClusterState(
-        spec=spec.to_dict(), storage_url=url, redis_url=spec.redis, components=components
+        spec=spec.to_dict(),
+        storage_url=url,
+        redis_url=spec.redis,
+        components=components,
+        data_tier=tier,
     )
