@@ -1,0 +1,236 @@
+"""The `data` fault's measurements: the PostgreSQL primary fails under writes, wherever it is.
+
+Two writers run through the front door from outside every zone. The SQL ledger inserts
+numbered rows one at a time through the door's PostgreSQL frontend and records each one the
+database acknowledged (its COMMIT returned): after the failover every acknowledged row must
+exist (0 lost with synchronous replication; with asynchronous, what is lost is the RPO). The
+mesh writer registers agents through the mesh's front door, recording each 201 in the load's
+ledger, so the runtime's own recovery (pool, timeouts, breakers) is seen by a client too.
+
+Failover time runs from the kill to the first write the ledger got acknowledged after its
+first failure. Replication lag is Patroni's (`GET /cluster`, bytes behind the leader), sampled
+before and during the failover. The audit chain is verified, end to end, before and after.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from loadtests.ledger import Ledger as MeshLedger
+from loadtests.ledger import missing
+from mesh.local import datatier
+from mesh.local.platform import LocalPlatform
+from meshsre.identity import AgentKey
+
+__all__ = ["FailoverDrill", "SqlLedger", "run_data_fault"]
+
+_TABLE = "meshsre_ledger"
+
+
+@dataclass
+class SqlLedger:
+    """One INSERT at a time through the frontend, each acknowledged row noted with its time."""
+
+    url: str
+    interval: float = 0.02
+    acked: list[tuple[int, float]] = field(default_factory=list)
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_TABLE} (id bigint PRIMARY KEY, at float8 NOT NULL)"
+            )
+            conn.execute(f"TRUNCATE {_TABLE}")
+        self._thread = threading.Thread(target=self._run, name="sql-ledger", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        conn: Any = None
+        n = 0
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    # Short timeouts: a hung connection to a dead primary must not hide the
+                    # moment the new one takes writes.
+                    conn = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=1,
+                        options="-c statement_timeout=2000",
+                    )
+                n += 1
+                conn.execute(f"INSERT INTO {_TABLE} VALUES (%s, %s)", (n, time.time()))
+                self.acked.append((n, time.time()))
+            except psycopg.Error as exc:
+                self.failures.append((time.time(), type(exc).__name__))
+                if conn is not None:
+                    conn.close()
+                    conn = None
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def writable_again(self, since: float) -> float | None:
+        """When the first write acknowledged after a failure after ``since`` came back."""
+        failed = [t for t, _ in self.failures if t >= since]
+        if not failed:
+            return None
+        return next((at for _, at in self.acked if at > failed[0]), None)
+
+    def lost(self) -> list[tuple[int, float]]:
+        import psycopg
+
+        ids = [i for i, _ in self.acked]
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            rows = conn.execute(f"SELECT id FROM {_TABLE} WHERE id = ANY(%s)", (ids,)).fetchall()
+        present = {r[0] for r in rows}
+        return [(i, at) for i, at in self.acked if i not in present]
+
+
+@dataclass
+class _MeshWriter:
+    """Registrations through the mesh's front door: 201s into the ledger, the rest counted."""
+
+    url: str
+    interval: float = 0.1
+    ledger: MeshLedger = field(default_factory=MeshLedger)
+    errors: dict[str, int] = field(default_factory=dict)
+    error_times: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mesh-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=5, trust_env=False) as client:
+            while not self._stop.is_set():
+                key = AgentKey.generate()
+                body = key.registration("agent", "ops@example.com", ["search"])
+                try:
+                    r = client.post("/v1/agents", json=body)
+                    kind = "" if r.status_code == 201 else str(r.status_code)
+                except httpx.TimeoutException:
+                    kind = "timeout"
+                except httpx.HTTPError as exc:
+                    kind = type(exc).__name__
+                if kind:
+                    self.errors[kind] = self.errors.get(kind, 0) + 1
+                    self.error_times.append(time.time())
+                else:
+                    self.ledger.add(key.did, time.time())
+                self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _lag_bytes(view: dict[str, Any] | None) -> int | None:
+    """The largest lag of a standby behind the leader (Patroni says "unknown" without one)."""
+    if view is None:
+        return None
+    lags = [m["lag"] for m in view.get("members", []) if isinstance(m.get("lag"), int)]
+    return max(lags) if lags else None
+
+
+def _verify(url: str, token: str) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+        r = client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {token}"})
+    if r.status_code != 200:
+        return {"ok": False, "error": f"HTTP {r.status_code}: {r.text[:200]}"}
+    return dict(r.json())
+
+
+@dataclass
+class FailoverDrill:
+    platform: LocalPlatform
+    mesh_url: str
+    admin_token: str
+    warmup: float = 2.0
+    failover_timeout: float = 60.0
+    after: float = 3.0  # writes kept going once writable again, to see the runtime settle
+    restore_timeout: float = 90.0
+
+
+def run_data_fault(drill: FailoverDrill) -> dict[str, Any]:
+    """Fail the primary under both writers, wait for a new primary to take writes, restore the
+    failed member, and check the ledgers and the audit chain. Returns the measurements."""
+    platform = drill.platform
+    state = platform.cluster.load()
+    if state.data_tier is None:
+        raise RuntimeError("no data tier: start the cluster with `meshsre up --storage patroni`")
+    members = state.data_members()
+    sql = SqlLedger(datatier.frontend_url(str(state.data_tier["frontend"])))
+    writer = _MeshWriter(drill.mesh_url)
+    before_chain = _verify(drill.mesh_url, drill.admin_token)
+    lags: list[tuple[float, int | None]] = []
+    sql.start()
+    writer.start()
+    fault: dict[str, Any] = {}
+    restored: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + drill.warmup
+        while time.monotonic() < deadline:
+            lags.append((time.time(), _lag_bytes(datatier.cluster_view(members))))
+            time.sleep(0.25)
+        fault = platform.fail_primary()
+        deadline = time.monotonic() + drill.failover_timeout
+        while sql.writable_again(fault["at"]) is None and time.monotonic() < deadline:
+            lags.append((time.time(), _lag_bytes(datatier.cluster_view(members))))
+            time.sleep(0.25)
+        time.sleep(drill.after)
+    finally:
+        writer.stop()
+        sql.stop()
+        if fault:
+            restored = platform.restore_data_tier(drill.restore_timeout)
+    at = fault["at"]
+    back = sql.writable_again(at)
+    lost = sql.lost()
+    new_primary = datatier.primary(members)
+    mesh_lost = missing(drill.mesh_url, (a.did for a in writer.ledger.entries))
+    after_chain = _verify(drill.mesh_url, drill.admin_token)
+    before = [lag for t, lag in lags if t < at and lag is not None]
+    during = [lag for t, lag in lags if t >= at and lag is not None]
+    late = [t for t in writer.error_times if t >= at]
+    return {
+        "replication": state.data_tier["replication"],
+        "failed_primary": fault["primary"],
+        "failed_zone": fault["zone"],
+        "new_primary": new_primary.name if new_primary else None,
+        "failover_seconds": None if back is None else round(back - at, 2),
+        "sql_writes_acked": len(sql.acked),
+        "sql_write_failures": len(sql.failures),
+        "writes_lost": len(lost),
+        # With nothing lost the point recovered to is the fault itself.
+        "rpo_seconds": round(at - min(t for _, t in lost), 3) if lost else 0.0,
+        "mesh_writes_acked": len(writer.ledger.entries),
+        "mesh_write_errors": dict(sorted(writer.errors.items())),
+        "mesh_writes_lost": len(mesh_lost),
+        "mesh_recovered_seconds": round(max(late) - at, 2) if late else 0.0,
+        "lag_bytes_before": max(before) if before else None,
+        "lag_bytes_during": max(during) if during else None,
+        "audit_chain_before": before_chain,
+        "audit_chain_after": after_chain,
+        "audit_chain_ok": bool(before_chain.get("ok") and after_chain.get("ok")),
+        "fault": fault,
+        "restore": restored,
+    }
