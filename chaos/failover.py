@@ -110,7 +110,7 @@ class _MeshWriter:
     interval: float = 0.1
     ledger: MeshLedger = field(default_factory=MeshLedger)
     errors: dict[str, int] = field(default_factory=dict)
-    error_times: list[float] = field(default_factory=list)
+    error_times: list[tuple[float, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -123,19 +123,26 @@ class _MeshWriter:
             while not self._stop.is_set():
                 key = AgentKey.generate()
                 body = key.registration("agent", "ops@example.com", ["search"])
-                try:
-                    r = client.post("/v1/agents", json=body)
-                    kind = "" if r.status_code == 201 else str(r.status_code)
-                except httpx.TimeoutException:
-                    kind = "timeout"
-                except httpx.HTTPError as exc:
-                    kind = type(exc).__name__
-                if kind:
-                    self.errors[kind] = self.errors.get(kind, 0) + 1
-                    self.error_times.append(time.time())
-                else:
+                if self._send(client.post, "/v1/agents", 201, "write", json=body):
                     self.ledger.add(key.did, time.time())
+                if self.ledger.entries:  # a read of an agent known to exist
+                    self._send(client.get, f"/v1/agents/{self.ledger.entries[-1].did}", 200, "read")
                 self._stop.wait(self.interval)
+
+    def _send(self, method: Any, path: str, expect: int, what: str, **kw: Any) -> bool:
+        try:
+            r = method(path, **kw)
+            kind = "" if r.status_code == expect else f"{what} {r.status_code}"
+            if kind and not r.headers.get("content-type", "").startswith("application/json"):
+                kind += " not json"  # the API's contract: every error has a JSON body
+        except httpx.TimeoutException:
+            kind = f"{what} timeout"
+        except httpx.HTTPError as exc:
+            kind = f"{what} {type(exc).__name__}"
+        if kind:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            self.error_times.append((time.time(), kind))
+        return not kind
 
     def stop(self) -> None:
         self._stop.set()
@@ -210,7 +217,8 @@ def run_data_fault(drill: FailoverDrill) -> dict[str, Any]:
     after_chain = _verify(drill.mesh_url, drill.admin_token)
     before = [lag for t, lag in lags if t < at and lag is not None]
     during = [lag for t, lag in lags if t >= at and lag is not None]
-    late = [t for t in writer.error_times if t >= at]
+    late = [t for t, _ in writer.error_times if t >= at]
+    after_back = [kind for t, kind in writer.error_times if back and t > back]
     return {
         "replication": state.data_tier["replication"],
         "failed_primary": fault["primary"],
@@ -226,6 +234,8 @@ def run_data_fault(drill: FailoverDrill) -> dict[str, Any]:
         "mesh_write_errors": dict(sorted(writer.errors.items())),
         "mesh_writes_lost": len(mesh_lost),
         "mesh_recovered_seconds": round(max(late) - at, 2) if late else 0.0,
+        # Errors once the database took writes again: what the runtime's pools still held.
+        "mesh_errors_after_writable": {k: after_back.count(k) for k in sorted(set(after_back))},
         "lag_bytes_before": max(before) if before else None,
         "lag_bytes_during": max(during) if during else None,
         "audit_chain_before": before_chain,

@@ -143,6 +143,7 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
         assert result["sql_writes_acked"] > 50 and result["sql_write_failures"] > 0
         assert result["writes_lost"] == 0 and result["rpo_seconds"] == 0.0
         assert result["mesh_writes_acked"] > 0 and result["mesh_writes_lost"] == 0
+        assert not [k for k in result["mesh_write_errors"] if "not json" in k], result
         assert result["audit_chain_ok"], (result["audit_chain_before"],
                                           result["audit_chain_after"])
         assert result["audit_chain_after"]["length"] > result["audit_chain_before"]["length"]
@@ -178,6 +179,7 @@ def test_async_tier_fails_over_and_reports_its_recovery_point(state_dir: Path) -
 def _headline(result: dict[str, object]) -> dict[str, object]:
     keys = ("failed_primary", "new_primary", "failover_seconds", "sql_writes_acked",
             "writes_lost", "rpo_seconds", "mesh_writes_acked", "mesh_write_errors",
-            "mesh_writes_lost", "mesh_recovered_seconds", "lag_bytes_before", "lag_bytes_during",
+            "mesh_writes_lost", "mesh_recovered_seconds", "mesh_errors_after_writable",
+            "lag_bytes_before", "lag_bytes_during",
             "audit_chain_ok")
     return {k: result[k] for k in keys}

@@ -238,8 +238,8 @@ def _reachable(path: Path, uid: int) -> bool:
 
 
 def render(members: list[Component], info: dict[str, Any], paths: StateDir) -> list[Path]:
-    """Write each Patroni member's configuration and give its data directory to the database
-    user (as root); YAML is a superset of JSON, so the files are JSON, byte for byte the same
+    """Write each Patroni member's configuration and give its fresh data directory to the
+    database user (as root); YAML is a superset of JSON, so the files are JSON, byte for byte
     for the same state."""
     written = []
     owner = pwd.getpwnam(_DB_USER) if os.geteuid() == 0 else None
@@ -247,7 +247,11 @@ def render(members: list[Component], info: dict[str, Any], paths: StateDir) -> l
         if m.kind != "patroni":
             continue
         home = member_dir(paths, m.zone or "")
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A new plan is a new tier: etcd's membership names the peers' ports of this run, and
+        # the scope is new, so what an earlier run left cannot join it.
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(paths.data / f"etcd-{m.zone}", ignore_errors=True)
+        home.mkdir(parents=True, mode=0o700)
         if owner is not None:
             if not _reachable(home, owner.pw_uid):
                 raise ClusterError(
