@@ -29,6 +29,9 @@ _HEADLINE = {
     "revocation": ("samples", "p50_seconds", "p99_seconds", "max_seconds", "goal_met",
                    "server_p99_seconds"),
     "event-stream": ("sidecars",),
+    "data-failover": ("replication", "failed_primary", "new_primary", "failover_seconds",
+                      "writes_lost", "rpo_seconds", "mesh_writes_lost", "lag_bytes_before",
+                      "lag_bytes_during", "audit_chain_ok"),
 }
 
 

@@ -16,18 +16,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from chaoslib.exceptions import ActivityFailed
 
+from chaos import runstate
 from loadtests.ledger import Ledger as MeshLedger
 from loadtests.ledger import missing
 from mesh.local import datatier
 from mesh.local.platform import LocalPlatform
+from mesh.platforms import get_platform
 from meshsre.identity import AgentKey
 
-__all__ = ["FailoverDrill", "SqlLedger", "run_data_fault"]
+__all__ = [
+    "FailoverDrill",
+    "SqlLedger",
+    "fail_primary_under_writes",
+    "restore_data_tier",
+    "run_data_fault",
+    "tier_healthy",
+]
 
 _TABLE = "meshsre_ledger"
 
@@ -244,3 +255,74 @@ def run_data_fault(drill: FailoverDrill) -> dict[str, Any]:
         "fault": fault,
         "restore": restored,
     }
+
+
+# Chaos Toolkit activities of chaos/data-failover.json (the `data` fault mode).
+FAILOVER_OBJECTIVE_S = 30.0  # 3x the leader key's TTL: the drill fails a failover slower
+
+
+def _local() -> LocalPlatform:
+    platform = get_platform()
+    if not isinstance(platform, LocalPlatform):
+        raise ActivityFailed(f"the data fault runs on the local cluster, not {platform.name}")
+    return platform
+
+
+def tier_healthy(configuration: Mapping[str, Any] | None = None,
+                 secrets: Mapping[str, Any] | None = None) -> bool:
+    """One primary, and every member of the data tier running (Patroni's /cluster)."""
+    state = _local().cluster.load()
+    members = state.data_members()
+    view = datatier.cluster_view(members)
+    if not members or view is None:
+        return False
+    found = view.get("members", [])
+    return (len(found) == len(members)
+            and sum(m.get("role") == "leader" for m in found) == 1
+            and all(m.get("state") in ("running", "streaming") for m in found))
+
+
+def fail_primary_under_writes(failover_timeout: float = 60.0,
+                              configuration: Mapping[str, Any] | None = None,
+                              secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The data fault, measured (``run_data_fault``): fails when the failover took longer
+    than FAILOVER_OBJECTIVE_S, an acknowledged write was lost under synchronous replication,
+    or the audit chain does not verify across it."""
+    drill = FailoverDrill(_local(), runstate.mesh_url(configuration),
+                          runstate.required_admin_token(secrets, "the data fault"),
+                          failover_timeout=float(failover_timeout))
+    result = run_data_fault(drill)
+    keys = ("replication", "failed_primary", "failed_zone", "new_primary", "failover_seconds",
+            "sql_writes_acked", "writes_lost", "rpo_seconds", "mesh_writes_acked",
+            "mesh_write_errors", "mesh_writes_lost", "mesh_recovered_seconds",
+            "mesh_errors_after_writable", "lag_bytes_before", "lag_bytes_during",
+            "audit_chain_ok")
+    notes = runstate.notes(configuration)
+    notes.merge("measurements", {k: result[k] for k in keys})
+    sync = result["replication"] == "sync"
+    objectives = {
+        "failover-time": (f"<= {FAILOVER_OBJECTIVE_S:g} s", result["failover_seconds"],
+                          result["failover_seconds"] is not None
+                          and result["failover_seconds"] <= FAILOVER_OBJECTIVE_S),
+        # Asynchronous replication may lose what the standby had not received: its RPO is
+        # measured and reported, not held to 0.
+        "acknowledged-writes-lost": ("0" if sync else "reported (async)",
+                                     result["writes_lost"] + result["mesh_writes_lost"],
+                                     not sync or result["writes_lost"] + result[
+                                         "mesh_writes_lost"] == 0),
+        "audit-chain-valid": ("valid before and after", result["audit_chain_ok"],
+                              result["audit_chain_ok"]),
+    }
+    notes.merge("objectives", {oid: {"target": t, "measured": m, "met": ok}
+                               for oid, (t, m, ok) in objectives.items()})
+    missed = [oid for oid, (_, _, ok) in objectives.items() if not ok]
+    if missed:
+        raise ActivityFailed(f"data fault: missed {', '.join(missed)}: "
+                             f"{ {k: result[k] for k in keys} }")
+    return result
+
+
+def restore_data_tier(timeout: float = 90.0, configuration: Mapping[str, Any] | None = None,
+                      secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Bring every member of the data tier back (idempotent: the rollback)."""
+    return _local().restore_data_tier(float(timeout))

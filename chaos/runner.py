@@ -28,7 +28,7 @@ from chaos import record, runstate
 __all__ = ["EXPERIMENTS", "ChaosRun", "RunError", "RunResult", "experiment_path", "run"]
 
 HERE = Path(__file__).resolve().parent
-EXPERIMENTS = ("az-failure", "backup-restore", "revocation", "event-stream")
+EXPERIMENTS = ("az-failure", "backup-restore", "revocation", "event-stream", "data-failover")
 INTERRUPT_GRACE_S = 180.0  # after a Ctrl-C, Chaos Toolkit still runs the rollbacks
 
 

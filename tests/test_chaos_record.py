@@ -177,5 +177,5 @@ def test_meshsre_chaos_refuses_an_unknown_experiment_in_one_line(tmp_path: Path)
                           env={"PATH": "/usr/bin:/bin", "MESH_URL": "http://127.0.0.1:9"})
     assert done.returncode == 2
     assert done.stderr.strip() == ("chaos: unknown experiment 'nope': choose one of az-failure,"
-                                   " backup-restore, revocation, event-stream or give the path"
-                                   " of an experiment file")
+                                   " backup-restore, revocation, event-stream, data-failover or"
+                                   " give the path of an experiment file")

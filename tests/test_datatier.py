@@ -14,12 +14,16 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
+from alerts.datatier import SERIES
 from chaos.failover import FailoverDrill, run_data_fault
 from mesh.local import datatier, procs
 from mesh.local.cluster import Cluster
@@ -52,9 +56,9 @@ def _spec(replication: str = "sync", without: frozenset[str] = _LEAN) -> Cluster
                        base_port=0, without=without)
 
 
-def _up(root: Path, replication: str) -> Cluster:
+def _up(root: Path, replication: str, without: frozenset[str] = _LEAN) -> Cluster:
     cluster = Cluster(StateDir(root / "state"))
-    result = cluster.up(_spec(replication), timeout=120)
+    result = cluster.up(_spec(replication, without), timeout=120)
     print(f"\nMEASURED up with patroni ({replication}): ready in {result.seconds:.1f}s")
     return cluster
 
@@ -126,7 +130,6 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
         assert roles == ["leader", "replica", "sync_standby"], view
         assert all(m["state"] in ("running", "streaming") for m in view["members"]), view
         info = cluster.describe()
-        import httpx
         with httpx.Client(base_url=info["front_door"], timeout=5, trust_env=False) as client:
             did = register(client)
         # The replicas' store is the door's frontend, and the row is on the primary behind it.
@@ -158,19 +161,48 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
     assert str(cluster.paths.root) not in ps.stdout
 
 
+def _prometheus(url: str, path: str, **params: str) -> Any:
+    r = httpx.get(f"{url}/api/v1/{path}", params=params, timeout=5, trust_env=False)
+    r.raise_for_status()
+    return r.json()["data"]
+
+
 @pytest.mark.slow
-def test_async_tier_fails_over_and_reports_its_recovery_point(state_dir: Path) -> None:
-    cluster = _up(state_dir, "async")
+def test_the_data_failover_drill_on_an_async_tier_records_rpo_alerts_and_detection(
+        state_dir: Path) -> None:
+    """`meshsre chaos data-failover` end to end, with Prometheus, Alertmanager and the load."""
+    cluster = _up(state_dir, "async", frozenset({"nats"}))
     try:
-        info = cluster.describe()
-        result = run_data_fault(FailoverDrill(LocalPlatform(cluster.paths), info["front_door"],
-                                              info["admin_token"]))
-        print(f"MEASURED data fault (async): {json.dumps(_headline(result))}")
-        assert result["replication"] == "async"
-        assert result["failover_seconds"] is not None and 0 < result["failover_seconds"] < 30
+        prom = cluster.describe()["prometheus"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every member scraped, every series alerts name
+            names = {r["__name__"] for r in _prometheus(
+                prom, "series", **{"match[]": '{job=~"patroni|etcd"}'})}
+            up = _prometheus(prom, "query", query='sum by (job) (up{job=~"patroni|etcd"})')
+            scraped = {r["metric"]["job"]: r["value"][1] for r in up["result"]}
+            if names >= SERIES and scraped == {"patroni": "3", "etcd": "3"}:
+                break
+            time.sleep(1)
+        assert names >= SERIES, SERIES - names
+        assert scraped == {"patroni": "3", "etcd": "3"}
+        out = state_dir / "out"
+        done = meshsre("chaos", "data-failover", "--state-dir", str(cluster.paths.root),
+                       "--out", str(out), "--run-id", "drill", timeout=400)
+        record = json.loads((out / "drill" / "chaos-data-failover.json").read_text())
+        m = record["measurements"]
+        print(f"MEASURED data-failover drill (async): {json.dumps(m)}")
+        assert done.returncode == 0 and record["passed"], done.stderr[-3000:]
+        assert m["replication"] == "async" and m["new_primary"] != m["failed_primary"]
+        assert 0 < m["failover_seconds"] < 30
         # Whatever was lost is counted and dated: RPO is 0 exactly when nothing was.
-        assert (result["writes_lost"] == 0) == (result["rpo_seconds"] == 0.0)
-        assert result["audit_chain_after"]["ok"]
+        assert (m["writes_lost"] == 0) == (m["rpo_seconds"] == 0.0)
+        assert m["audit_chain_ok"] and m["ttd_seconds"] is not None, m
+        assert record["objectives"]["acknowledged-writes-lost"]["target"] == "reported (async)"
+        firing = [a["labels"]["alertname"] for a in _prometheus(prom, "alerts")["alerts"]
+                  if a["state"] == "firing"]
+        assert "MeshDatabasePrimaryChanged" in firing, firing
+        assert "MeshDatabaseNoPrimary" not in firing  # 10 s without a primary does not page
+        assert datatier.primary(cluster.load().data_members()) is not None
     finally:
         cluster.down()
     assert procs.find_tagged(str(cluster.paths.root)) == []
