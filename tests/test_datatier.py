@@ -130,6 +130,7 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
         assert roles == ["leader", "replica", "sync_standby"], view
         assert all(m["state"] in ("running", "streaming") for m in view["members"]), view
         info = cluster.describe()
+        assert info["postgres_door"] == state.storage_url
         with httpx.Client(base_url=info["front_door"], timeout=5, trust_env=False) as client:
             did = register(client)
         # The replicas' store is the door's frontend, and the row is on the primary behind it.

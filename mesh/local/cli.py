@@ -57,6 +57,7 @@ def _urls(info: dict[str, Any]) -> str:
         ("alerts file", "alerts_file"),
         ("admin token", "admin_token_file"),
         ("event stream", "nats"),
+        ("postgres door", "postgres_door"),
         ("tool", "tool"),
     )
     suffix = {"haproxy_stats": "/stats", "prometheus": "/targets"}

@@ -164,6 +164,8 @@ class Cluster:
         waited = datatier.wait_writable(
             str(state.data_tier["frontend"]), deadline - time.monotonic()
         )
+        if state.data_tier["replication"] == "sync":
+            waited += datatier.wait_synchronous(state.data_members(), deadline - time.monotonic())
         say(f"data tier writable through {state.data_tier['frontend']} ({waited:.1f}s)")
         return [*tier, door]
 
@@ -285,6 +287,7 @@ class Cluster:
             "admin_token_file": str(self.paths.token_file),
             "storage": state.storage_url,
             "data_tier": state.data_tier,
+            "postgres_door": state.storage_url if state.data_tier else None,
             "redis": state.redis_url,
             "zones": state.zones(),
             "components": [r.to_dict() for r in rows],

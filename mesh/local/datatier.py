@@ -38,6 +38,7 @@ __all__ = [
     "postmaster_pid",
     "primary",
     "render",
+    "wait_synchronous",
     "wait_writable",
 ]
 
@@ -345,3 +346,15 @@ def kill_postgres(paths: StateDir, member: Component, tag: str) -> bool:
     while procs.alive(ours[pid]) and time.monotonic() < deadline:
         time.sleep(0.02)
     return not procs.alive(ours[pid])
+
+
+def wait_synchronous(members: list[Component], timeout: float) -> float:
+    """Wait until Patroni names a synchronous standby. Until then (strict mode off) the primary
+    acknowledges writes it alone holds: `up` returns only once it no longer does."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        view = cluster_view(members)
+        if view and any(m.get("role") == "sync_standby" for m in view.get("members", [])):
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise ClusterError(f"no synchronous standby after {timeout:.0f}s: see the pg-*.log files")
