@@ -35,6 +35,7 @@ __all__ = [
     "FailoverDrill",
     "SqlLedger",
     "fail_primary_under_writes",
+    "recovery_point",
     "restore_data_tier",
     "run_data_fault",
     "tier_healthy",
@@ -161,6 +162,12 @@ class _MeshWriter:
             self._thread.join(timeout=10)
 
 
+def recovery_point(lost: list[tuple[int, float]], fault_at: float) -> float:
+    """RPO: how far before the fault the oldest lost acknowledged write was; with nothing
+    lost the point recovered to is the fault itself."""
+    return round(max(0.0, fault_at - min(t for _, t in lost)), 3) if lost else 0.0
+
+
 def _lag_bytes(view: dict[str, Any] | None) -> int | None:
     """The largest lag of a standby behind the leader (Patroni says "unknown" without one)."""
     if view is None:
@@ -239,8 +246,7 @@ def run_data_fault(drill: FailoverDrill) -> dict[str, Any]:
         "sql_writes_acked": len(sql.acked),
         "sql_write_failures": len(sql.failures),
         "writes_lost": len(lost),
-        # With nothing lost the point recovered to is the fault itself.
-        "rpo_seconds": round(at - min(t for _, t in lost), 3) if lost else 0.0,
+        "rpo_seconds": recovery_point(lost, at),
         "mesh_writes_acked": len(writer.ledger.entries),
         "mesh_write_errors": dict(sorted(writer.errors.items())),
         "mesh_writes_lost": len(mesh_lost),

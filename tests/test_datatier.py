@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import psycopg
 import pytest
 
 from alerts.datatier import SERIES
-from chaos.failover import FailoverDrill, run_data_fault
+from chaos.failover import FailoverDrill, SqlLedger, recovery_point, run_data_fault
 from mesh.local import datatier, procs
 from mesh.local.cluster import Cluster
 from mesh.local.errors import ClusterError
@@ -33,6 +34,7 @@ from mesh.local.render import render_all
 from mesh.local.spec import ClusterSpec, find_binary, plan
 from mesh.local.state import StateDir
 from tests.clusterkit import meshsre, register
+from tests.services import pg_admin_url
 
 pytestmark = pytest.mark.skipif(
     shutil.which("patroni") is None or shutil.which("etcd") is None,
@@ -115,6 +117,35 @@ def test_patroni_storage_without_the_front_door_or_with_bad_replication_is_refus
         _spec(replication="quorum")
     done = meshsre("up", "--storage", "patroni", "--replication", "quorum")
     assert done.returncode == 2 and "'quorum' is not one of 'sync', 'async'" in done.stderr
+
+
+@pytest.mark.postgres
+def test_the_sql_ledger_finds_a_lost_acknowledged_write_and_dates_the_rpo() -> None:
+    """What a failover to a standby that lacked the last writes looks like to the ledger:
+    the machine's PostgreSQL, with acknowledged rows deleted behind the ledger's back."""
+    name = f"meshsre_ledger_{uuid.uuid4().hex[:10]}"
+    admin = pg_admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        ledger = SqlLedger(admin.rsplit("/", 1)[0] + "/" + name)
+        ledger.start()
+        deadline = time.monotonic() + 10
+        while len(ledger.acked) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ledger.stop()
+        assert ledger.lost() == [] and len(ledger.acked) >= 20
+        tail = ledger.acked[-3:]
+        with psycopg.connect(ledger.url, autocommit=True) as conn:
+            conn.execute("DELETE FROM meshsre_ledger WHERE id = ANY(%s)",
+                         ([i for i, _ in tail],))
+        assert ledger.lost() == tail
+        fault_at = tail[-1][1] + 0.5
+        assert recovery_point(tail, fault_at) == round(fault_at - tail[0][1], 3)
+        assert recovery_point([], fault_at) == 0.0
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.slow
