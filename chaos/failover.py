@@ -304,6 +304,9 @@ def fail_primary_under_writes(failover_timeout: float = 60.0,
             "mesh_errors_after_writable", "lag_bytes_before", "lag_bytes_during",
             "audit_chain_ok")
     notes = runstate.notes(configuration)
+    # The clock marked the fault when this activity began; the primary died after the
+    # writers' warm-up. Detection and recovery count from the kill.
+    notes.merge("fault", {"started_at": round(result["fault"]["at"], 3)})
     notes.merge("measurements", {k: result[k] for k in keys})
     sync = result["replication"] == "sync"
     objectives = {
