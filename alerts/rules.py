@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from alerts.catalog import CATALOG, LINKS, SLO
+from alerts.datatier import data_tier_groups
 from alerts.sloth import SLI_MISSING, slo_groups
 from alerts.symptoms import DASHBOARDS, mesh_groups
 
@@ -62,7 +63,7 @@ def slo_file(slo: SLO) -> dict[str, Any]:
 def rule_files() -> dict[str, dict[str, Any]]:
     """File name -> rule file document, in a fixed order."""
     files = {f"slo-{slo.id}.rules.yml": slo_file(slo) for slo in CATALOG}
-    files["mesh.rules.yml"] = {"groups": _linked(mesh_groups())}
+    files["mesh.rules.yml"] = {"groups": _linked(mesh_groups() + data_tier_groups())}
     return files
 
 

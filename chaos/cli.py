@@ -30,6 +30,9 @@ _HEADLINE = {
     "revocation": ("samples", "p50_seconds", "p99_seconds", "max_seconds", "goal_met",
                    "server_p99_seconds"),
     "event-stream": ("sidecars",),
+    "data-failover": ("replication", "failed_primary", "new_primary", "failover_seconds",
+                      "writes_lost", "rpo_seconds", "mesh_writes_lost", "lag_bytes_before",
+                      "lag_bytes_during", "audit_chain_ok"),
 }
 
 
@@ -63,15 +66,19 @@ def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _mode(name: str, mode: str) -> dict[str, str]:
+def _mode(name: str, mode: str) -> tuple[str, dict[str, str]]:
+    """The experiment to run and its settings: az-failure in a zone's mode, or the mode's own
+    experiment (``data``: data-failover)."""
     if name != "az-failure":
         raise click.BadParameter(f"only az-failure has fault modes, not {name}",
                                  param_hint="--mode")
     try:
-        parsed = str(faults.parse(mode))
+        parsed = faults.parse(mode)
     except faults.FaultModeError as exc:
         raise click.BadParameter(str(exc), param_hint="--mode") from exc
-    return {"mode": parsed, "drill": zone_drill(parsed)}
+    if experiment := faults.MODES[parsed.name].experiment:
+        return experiment, {}
+    return name, {"mode": str(parsed), "drill": zone_drill(str(parsed))}
 
 
 def _summary(rec: dict[str, Any]) -> list[str]:
@@ -96,7 +103,8 @@ def _summary(rec: dict[str, Any]) -> list[str]:
 @click.option("--mode", default=None, metavar="MODE",
               help="az-failure: how the zone fails: power, blackhole, loss:N or partition"
                    " (default power). The record is chaos-az-failure-MODE.json (power:"
-                   " chaos-az-failure.json).")
+                   " chaos-az-failure.json). data: the PostgreSQL primary fails instead"
+                   " (the data-failover experiment; needs meshsre up --storage patroni).")
 @click.option("--state-dir", envvar="MESHSRE_STATE_DIR", default=".meshsre", show_default=True,
               help="The local cluster, used when MESH_URL is not set.")
 @click.option("--timeout", default=1800.0, show_default=True,
@@ -107,7 +115,8 @@ def chaos(name: str, run_id: str, out_dir: Path, variables: tuple[str, ...], mod
     journal, and write OUT/RUN_ID/chaos-NAME.json beside the journal and the load's record."""
     settings = _variables(variables)
     if mode is not None:
-        settings.update(_mode(name, mode))
+        name, mode_settings = _mode(name, mode)
+        settings.update(mode_settings)
     env = {} if os.environ.get("MESH_URL") else _cluster_env(state_dir)
     run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-chaos"
     spec = ChaosRun(name=name, run_dir=out_dir / run_id, variables=settings,

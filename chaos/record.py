@@ -33,6 +33,13 @@ Top-level fields (all always present):
   - revocation: ``rounds``, ``samples``, ``p50_seconds``, ``p99_seconds``, ``max_seconds``,
     ``unpropagated``, ``prd_limit_seconds`` (5), ``goal_seconds`` (1), ``goal_met``,
     ``server_p99_seconds`` (the mesh's own histogram, from Prometheus)
+  - data-failover: ``replication`` (sync, async), ``failed_primary``, ``failed_zone``,
+    ``new_primary``, ``failover_seconds`` (kill to the first write acknowledged through the
+    door's PostgreSQL frontend after a failure), ``sql_writes_acked``, ``writes_lost`` (of
+    those, missing afterwards), ``rpo_seconds`` (fault time minus the oldest lost write's),
+    ``mesh_writes_acked``, ``mesh_write_errors`` (by kind), ``mesh_writes_lost``,
+    ``mesh_recovered_seconds``, ``mesh_errors_after_writable``, ``lag_bytes_before``,
+    ``lag_bytes_during`` (Patroni's, bytes), ``audit_chain_ok``
 - ``objectives``: ``{id: {target, measured, met}}``, the limits the drill is held to
 - ``timeline``: ``[{event, at, activity?, status?}]`` phases and activities, oldest first
 - ``files``: journal, notes, load record and directory, relative to the run directory

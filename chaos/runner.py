@@ -29,7 +29,7 @@ __all__ = ["EXPERIMENTS", "ChaosRun", "RunError", "RunResult", "experiment_path"
            "zone_drill"]
 
 HERE = Path(__file__).resolve().parent
-EXPERIMENTS = ("az-failure", "backup-restore", "revocation", "event-stream")
+EXPERIMENTS = ("az-failure", "backup-restore", "revocation", "event-stream", "data-failover")
 INTERRUPT_GRACE_S = 180.0  # after a Ctrl-C, Chaos Toolkit still runs the rollbacks
 
 

@@ -25,6 +25,8 @@ class Mode:
     description: str
     network: bool  # acts on the zone's packets (needs the zone network layout locally)
     takes_percent: bool = False
+    # A fault of the data tier rather than of one zone: its drill is an experiment of its own.
+    experiment: str | None = None
 
 
 MODES: dict[str, Mode] = {
@@ -44,8 +46,12 @@ MODES: dict[str, Mode] = {
         " front door still reaches it (split brain on the data path)",
         network=True,
     ),
-    # --- slot: the `data` mode (the PostgreSQL primary fails, wherever it is) is registered
-    # here by the Patroni tier (branch issue-18-data). ---
+    "data": Mode(
+        "the PostgreSQL primary fails (its Patroni and PostgreSQL killed), wherever it is;"
+        " needs the Patroni tier (meshsre up --storage patroni)",
+        network=False,
+        experiment="data-failover",
+    ),
 }
 NETWORK_MODES = tuple(name for name, m in MODES.items() if m.network)
 

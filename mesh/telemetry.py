@@ -223,7 +223,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agentmesh_storage_errors",
         "counter",
-        "Failed storage calls by backend, operation and kind (unavailable, timeout, retried).",
+        "Failed storage calls by backend, operation and kind (unavailable, timeout, retried,"
+        " breaker_open).",
         ("backend", "operation", "kind"),
     ),
     MetricSpec(

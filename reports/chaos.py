@@ -13,7 +13,7 @@ from typing import Any
 
 from reports.records import RunRecords
 
-__all__ = ["DISASTERS", "EXPERIMENTS", "Fault", "disasters", "drill_delays",
+__all__ = ["DISASTERS", "EXPERIMENTS", "FAULT_DRILLS", "Fault", "disasters", "drill_delays",
            "drill_propagation", "drills", "experiments", "faults", "is_experiment"]
 
 EXPERIMENTS = frozenset({"az-failure"})  # the other drills have objectives, not a fault
@@ -26,6 +26,9 @@ def is_experiment(drill: str) -> bool:
 # cause is judged by their RTO and RPO objectives, not charged to the SLOs. A zone failure is
 # not one of them: the mesh must keep its SLOs through it.
 DISASTERS = frozenset({"backup-restore"})
+# Drills with a fault of their own the SLOs must ride through, as a zone failure: the `data`
+# fault (the PostgreSQL primary killed). Their pages fall inside a fault window.
+FAULT_DRILLS = frozenset({"data-failover"})
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,17 @@ def faults(run: RunRecords) -> list[Fault]:
     out = []
     for rec in run.chaos:
         fault = rec.get("fault") or {}
-        if not (is_experiment(rec["drill"]) or rec["drill"] in DISASTERS) or \
+        if not (is_experiment(rec["drill"]) or rec["drill"] in DISASTERS | FAULT_DRILLS) or \
                 not isinstance(fault.get("started_at"), int | float):
             continue  # the revocation drill revokes credentials: load, not a fault
         start = float(fault["started_at"])
-        ttr = _m(rec).get("ttr_seconds")
-        zone, mode = _m(rec).get("zone"), _m(rec).get("mode") or "power"
+        m = _m(rec)
+        ttr = m.get("ttr_seconds", m.get("mesh_recovered_seconds"))
+        zone, mode, primary = m.get("zone"), m.get("mode") or "power", m.get("failed_primary")
         how = "down" if mode == "power" else mode
-        what = f"zone {zone} {how}" if zone else "store destroyed" \
-            if rec["drill"] in DISASTERS else str(fault.get("activity") or "fault")
+        what = f"zone {zone} {how}" if zone else f"primary {primary} killed" if primary \
+            else "store destroyed" if rec["drill"] in DISASTERS \
+            else str(fault.get("activity") or "fault")
         out.append(Fault(start, fault.get("ended_at"),
                          start + float(ttr) if isinstance(ttr, int | float) else None,
                          f"{rec['drill']}: {what}"))
@@ -147,6 +152,12 @@ def drills(run: RunRecords) -> list[dict[str, Any]]:
             "writes_checked": m.get("writes_acknowledged"),
             "records_verified": m.get("manifest_match"), "audit_chain_ok": m.get("chain_ok"),
             "audit_length": m.get("chain_length"), "smoke_write": m.get("smoke_write"),
+            "failover": None if "failover_seconds" not in m else {
+                k: m.get(k) for k in ("replication", "failed_primary", "new_primary",
+                                      "failover_seconds", "sql_writes_acked", "writes_lost",
+                                      "rpo_seconds", "mesh_writes_lost", "lag_bytes_before",
+                                      "lag_bytes_during", "audit_chain_ok", "ttd_seconds",
+                                      "ttd_alert")},
             "propagation": None if "p99_seconds" not in m else {
                 k: m.get(k) for k in ("rounds", "samples", "p50_seconds", "p99_seconds",
                                       "max_seconds", "unpropagated", "goal_seconds",

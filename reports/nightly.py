@@ -1,7 +1,8 @@
 """The nightly job: up -> steady load -> governance (tool calls through sidecars) -> AZ
 failure under load, once per fault mode (power, blackhole, loss:20, partition; quick:
 blackhole) -> backup-restore drill -> revocation drill -> event-stream drill (with
-sidecars) -> security suite -> report -> down (down also after a failure).
+sidecars) -> data-failover drill (the `data` fault, with NIGHTLY_STORAGE=patroni) -> security
+suite -> report -> down (down also after a failure).
 
 Every stage is the same command a person would run (``meshsre up``, ``meshsre loadtest``,
 ``meshsre chaos NAME``, ``meshsre report``), each as a subprocess with its output in
@@ -50,6 +51,8 @@ def run_all(job: Nightly) -> int:
                           stages.chaos(job, stages.ZONE_EXPERIMENT, mode))
         for name in stages.DRILL_STAGES:
             if name in stages.NEEDS_SIDECARS and not (s.local and s.sidecars_per_zone):
+                continue
+            if name in stages.NEEDS_PATRONI and not (s.local and s.storage == "patroni"):
                 continue
             job.run_stage(name, f"meshsre chaos {name}", stages.chaos(job, name))
         job.run_stage("security", "suites/test_security.py: replays, limits, slow clients",

@@ -21,13 +21,14 @@ from meshsre import status
 from reports.job import EXIT_ERROR, MESHSRE, Nightly, Stage, StageError
 from reports.prom import Prom
 
-__all__ = ["CHAOS_STAGES", "DRILL_STAGES", "ZONE_EXPERIMENT", "chaos", "down", "governance",
-           "report", "security", "steady", "up"]
+__all__ = ["CHAOS_STAGES", "DRILL_STAGES", "NEEDS_PATRONI", "NEEDS_SIDECARS", "ZONE_EXPERIMENT",
+           "chaos", "down", "governance", "report", "security", "steady", "up"]
 
 ZONE_EXPERIMENT = "az-failure"  # a stage per fault mode: az-failure, az-failure-blackhole, ...
-DRILL_STAGES = ("backup-restore", "revocation", "event-stream")
+DRILL_STAGES = ("backup-restore", "revocation", "event-stream", "data-failover")
 CHAOS_STAGES = (ZONE_EXPERIMENT, *DRILL_STAGES)
 NEEDS_SIDECARS = frozenset({"event-stream"})
+NEEDS_PATRONI = frozenset({"data-failover"})  # the `data` fault: NIGHTLY_STORAGE=patroni
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "chaos"
 SECURITY_SUITE = Path(__file__).resolve().parent.parent / "suites" / "test_security.py"
 # The signed audit checkpoint the security suite keeps (meshsre audit checkpoint): the latest
@@ -130,6 +131,12 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
         return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
                 f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
                 f" {'valid' if m.get('chain_ok') else 'NOT valid'}")
+    if name == "data-failover":
+        return (f"failover {m.get('failover_seconds')} s ({m.get('failed_primary')} ->"
+                f" {m.get('new_primary')}, {m.get('replication')}),"
+                f" {m.get('writes_lost')} acknowledged writes lost, RPO {m.get('rpo_seconds')} s,"
+                f" lag {m.get('lag_bytes_before')} B before / {m.get('lag_bytes_during')} B"
+                f" during, TTD {m.get('ttd_seconds')} s ({m.get('ttd_alert')})")
     sidecars = m.get("sidecars") or {}
     phases = sidecars.get("phases") or {}
     ran = dict.fromkeys(r["phase"] for r in sidecars.get("per_sidecar") or [])  # in order

@@ -81,7 +81,8 @@ def test_every_fault_has_a_rollback_and_every_rollback_can_run_twice(name: str) 
     assert rollbacks[-1] == "stop-load-if-still-running"
     # Rollbacks are idempotent functions of the platform or the load, never the fault itself.
     undo = {a["provider"]["func"] for a in experiment["rollbacks"]}
-    assert undo <= {"restore_zone", "ensure_store_restored", "restore_event_stream", "stop_load"}
+    assert undo <= {"restore_zone", "ensure_store_restored", "restore_event_stream",
+                    "restore_data_tier", "stop_load"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

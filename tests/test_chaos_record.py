@@ -177,8 +177,8 @@ def test_meshsre_chaos_refuses_an_unknown_experiment_in_one_line(tmp_path: Path)
                           env={"PATH": "/usr/bin:/bin", "MESH_URL": "http://127.0.0.1:9"})
     assert done.returncode == 2
     assert done.stderr.strip() == ("chaos: unknown experiment 'nope': choose one of az-failure,"
-                                   " backup-restore, revocation, event-stream or give the path"
-                                   " of an experiment file")
+                                   " backup-restore, revocation, event-stream, data-failover or"
+                                   " give the path of an experiment file")
 
 
 @pytest.mark.parametrize(("name", "mode", "says"), [
@@ -198,3 +198,11 @@ def test_meshsre_chaos_refuses_a_bad_mode_before_running_anything(
 def test_each_mode_names_its_own_record() -> None:
     assert [zone_drill(m) for m in ("power", "blackhole", "loss:20", "partition")] == [
         "az-failure", "az-failure-blackhole", "az-failure-loss-20", "az-failure-partition"]
+
+
+def test_the_data_mode_runs_the_data_failover_experiment() -> None:
+    from chaos.cli import _mode
+
+    assert _mode("az-failure", "data") == ("data-failover", {})
+    assert _mode("az-failure", "loss:20") == (
+        "az-failure", {"mode": "loss:20", "drill": "az-failure-loss-20"})

@@ -293,3 +293,27 @@ def test_a_mesh_started_while_postgresql_is_unreachable_becomes_ready_when_it_re
                 register(client)
         finally:
             proc.stop()
+
+
+@pytest.mark.postgres
+def test_a_partitioned_postgresql_opens_the_store_breaker_which_answers_at_once_and_closes(
+    pg_behind_proxy: tuple[TcpProxy, MeshProcess],
+) -> None:
+    proxy, proc = pg_behind_proxy
+    with proc.client() as client:
+        agent = register(client)
+        assert _metric(client, BREAKER, dependency="postgres") == CLOSED
+        proxy.cut("blackhole")  # every call waits out its 1 s timeout until the breaker opens
+        _until(lambda: client.get(f"/v1/agents/{agent.did}").status_code == 503
+               and _metric(client, BREAKER, dependency="postgres") == OPEN, 15.0,
+               "the store breaker opening on a silent PostgreSQL")
+        started = time.monotonic()
+        body = _assert_storage_unavailable(client.get(f"/v1/agents/{agent.did}"))
+        assert time.monotonic() - started < 0.5, "an open breaker still waited on the database"
+        assert "breaker open" in body["message"], body
+        assert _metric(client, "agentmesh_storage_errors_total", kind="breaker_open") > 0
+        proxy.restore()
+        _until(lambda: client.get(f"/v1/agents/{agent.did}").status_code == 200, 10.0,
+               "reads again once PostgreSQL is back")
+        assert _metric(client, BREAKER, dependency="postgres") == CLOSED
+        register(client)

@@ -120,7 +120,7 @@ def test_each_experiment_gets_only_the_settings_it_declares() -> None:
 
     job = Nightly(Settings.from_env({"NIGHTLY_QUICK": "1", "NIGHTLY_VAR_ROUNDS": "7"}),
                   Path("out"), Progress(0))
-    for name in ("az-failure", "backup-restore", "revocation"):
+    for name in ("az-failure", "backup-restore", "revocation", "data-failover"):
         config: dict[str, Any] = json.loads(
             (Path(__file__).parents[1] / "chaos" / f"{name}.json").read_text())["configuration"]
         given_vars = dict(v.removeprefix("--var=").split("=", 1) for v in _variables(job, name))
@@ -131,3 +131,15 @@ def test_each_experiment_gets_only_the_settings_it_declares() -> None:
     assert az["observe_seconds"] == str(QUICK["observe_seconds"])
     assert az["load_rate"] == str(QUICK["rate"])
     assert rev["rounds"] == "7" and "rounds" not in az  # NIGHTLY_VAR_ROUNDS
+
+
+def test_the_data_failover_stage_row_names_failover_writes_lost_rpo_and_lag() -> None:
+    from reports.stages import _figures
+
+    m = {"failover_seconds": 10.4, "failed_primary": "pg-a", "new_primary": "pg-c",
+         "replication": "async", "writes_lost": 3, "rpo_seconds": 0.061,
+         "lag_bytes_before": 21160, "lag_bytes_during": 0, "ttd_seconds": 12.2,
+         "ttd_alert": "ApiAvailabilityBudgetBurn"}
+    assert _figures("data-failover", {"measurements": m}) == (
+        "failover 10.4 s (pg-a -> pg-c, async), 3 acknowledged writes lost, RPO 0.061 s,"
+        " lag 21160 B before / 0 B during, TTD 12.2 s (ApiAvailabilityBudgetBurn)")

@@ -15,6 +15,7 @@ import yaml
 
 from alerts.backtest.promtool import eval_order
 from alerts.catalog import CATALOG, LINKS
+from alerts.datatier import SERIES as DATA_TIER_SERIES
 from alerts.promql import selectors, series_names
 from alerts.rules import BUILD_DIR, HEADER, alert_rules, prometheus_rule, write
 from alerts.sloth import SLI_MISSING
@@ -124,7 +125,7 @@ def test_every_recording_rule_has_its_value_checked_by_a_promtool_test() -> None
 
 def test_every_metric_in_every_rule_is_exposed_by_the_mesh_or_recorded_here() -> None:
     recorded = {r["record"] for r in _rules() if "record" in r}
-    known = exposed_names() | recorded | PROMETHEUS_SERIES
+    known = exposed_names() | recorded | PROMETHEUS_SERIES | DATA_TIER_SERIES
     unknown = {
         f"{r.get('alert') or r.get('record')}: {name}"
         for r in _rules() for name in series_names(r["expr"]) if name not in known

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from alerts.catalog import LINKS
+from alerts.datatier import SERIES as DATA_TIER_SERIES
 from alerts.promql import series_names
 from alerts.rules import BUILD_DIR, alert_rules
 from mesh.telemetry import exposed_names
@@ -58,7 +59,8 @@ def test_runbook_has_every_section_and_a_meshsre_command(alert: str) -> None:
 
 @pytest.mark.parametrize("alert", ALERTS)
 def test_runbook_promql_parses_and_names_only_real_series(alert: str) -> None:
-    known = exposed_names() | _recorded() | {"up", "scrape_duration_seconds"}  # Prometheus's own
+    known = (exposed_names() | _recorded() | DATA_TIER_SERIES
+             | {"up", "scrape_duration_seconds"})  # Prometheus's own
     blocks = _blocks((RUNBOOKS / f"{alert}.md").read_text(), "promql")
     assert blocks, f"{alert}: no ```promql block to confirm with"
     for query in blocks:

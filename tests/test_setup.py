@@ -12,7 +12,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "system-packages"
 PACKAGES = ("prometheus", "prometheus-alertmanager", "haproxy", "wrk", "nats-server", "chromium",
-            "nftables")
+            "nftables", "patroni", "etcd-server")
 
 
 def test_with_every_command_present_it_does_nothing_and_says_nothing() -> None:

@@ -31,7 +31,7 @@ BARE = frozenset({"prometheus", "alertmanager", "nats"})
 @pytest.mark.parametrize(("text", "parsed"), [
     ("power", faults.FaultMode("power")), ("blackhole", faults.FaultMode("blackhole")),
     ("partition", faults.FaultMode("partition")), (" loss:20", faults.FaultMode("loss", 20)),
-    ("loss:100", faults.FaultMode("loss", 100))])
+    ("loss:100", faults.FaultMode("loss", 100)), ("data", faults.FaultMode("data"))])
 def test_fault_modes_parse(text: str, parsed: faults.FaultMode) -> None:
     assert faults.parse(text) == parsed
     assert faults.parse(str(parsed)) == parsed

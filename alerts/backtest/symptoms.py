@@ -231,3 +231,63 @@ SYMPTOM_MATRIX: tuple[Symptom, ...] = (
             (720 * 60, 722 * 60), _api(((750, 1000 * _HOURS - 54, 54),)),
             rule_files=_SLO, step=60),
 )
+
+
+# The data tier (alerts/datatier.py): Patroni members and etcd members of zones a, b and c.
+
+def _member(metric: str, zone: str, values: str, job: str = "patroni") -> tuple[str, str]:
+    port = 8008 if job == "patroni" else 2379
+    return f'{metric}{{job="{job}",instance="{zone}:{port}",zone="{zone}"}}', values
+
+
+def _wal(lag_from_31_to_45: int, lag: int = 0) -> tuple[tuple[str, str], ...]:
+    """pg-a writes 10 MB of WAL a minute; pg-b receives it ``lag`` bytes behind, and
+    ``lag_from_31_to_45`` behind during the fault."""
+    late = lag + lag_from_31_to_45
+    return (_member("patroni_replica", "a", _hold((61, 0))),
+            _member("patroni_replica", "b", _hold((61, 1))),
+            _member("patroni_xlog_location", "a", "100000000+10000000x60"),
+            _member("patroni_xlog_received_location", "b",
+                    f"{100000000 - lag}+10000000x30 {410000000 - late}+10000000x14"
+                    f" {560000000 - lag}+10000000x14"))
+
+
+def _etcd(*down: str) -> tuple[tuple[str, str], ...]:
+    """Three etcd members; those named fail their scrapes from 31 to 45 min. The mesh's own
+    replicas are healthy (with an `up` series given, Symptom adds none)."""
+    return _ok(("a", 0), ("b", 0)) + tuple(
+        _member("up", z, _hold((31, 1), (15, 0), (15, 1)) if z in down else _hold((61, 1)),
+                "etcd") for z in "abc")
+
+
+DATA_TIER_MATRIX: tuple[Symptom, ...] = (
+    Symptom("db-no-primary", "the primary dies and no standby is promoted for 15 min",
+            ("MeshDatabaseNoPrimary",), 60, (30, 45),
+            (_member("patroni_primary", "a", _hold((31, 1), (15, 0), (15, 1))),
+             _member("patroni_primary", "b", _hold((61, 0))))),
+    Symptom("db-failover", "the primary dies; a standby is primary from the next scrape on",
+            ("MeshDatabasePrimaryChanged",), 60, (30, 31),
+            (_member("patroni_primary", "a", _hold((31, 1), (30, 0))),
+             _member("patroni_primary", "b", _hold((32, 0), (29, 1))),
+             _member("patroni_postgres_timeline", "a", _hold((31, 1), (30, 0))),
+             _member("patroni_postgres_timeline", "b", _hold((32, 1), (29, 2)))),
+            lag=2, clears=11,
+            note="one scrape without a primary does not page; the ticket lasts until the"
+            " promotion is 10 minutes old"),
+    Symptom("db-standby-restart", "a standby restarts (timeline 0 for 3 scrapes)", (), 60,
+            (30, 33),
+            (_member("patroni_primary", "a", _hold((61, 1))),
+             _member("patroni_postgres_timeline", "a", _hold((61, 1))),
+             _member("patroni_postgres_timeline", "b", _hold((31, 1), (3, 0), (27, 1)))),
+            ),
+    Symptom("db-standby-lagging", "a standby receives WAL 2 MiB behind for 15 min",
+            ("MeshDatabaseReplicationLagHigh",), 60, (30, 45), _wal(2097152),
+            ),
+    Symptom("db-standby-slightly-behind", "a standby stays 1,000 bytes behind", (), 60,
+            (30, 45), _wal(0, lag=1000)),
+    Symptom("etcd-quorum-lost", "two of three etcd members are down for 15 min",
+            ("MeshEtcdQuorumLost",), 60, (30, 45), _etcd("b", "c")),
+    Symptom("etcd-member-down", "one of three etcd members is down for 15 min", (), 60,
+            (30, 45), _etcd("c")),
+)
+SYMPTOM_MATRIX += DATA_TIER_MATRIX

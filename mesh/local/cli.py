@@ -57,6 +57,7 @@ def _urls(info: dict[str, Any]) -> str:
         ("alerts file", "alerts_file"),
         ("admin token", "admin_token_file"),
         ("event stream", "nats"),
+        ("postgres door", "postgres_door"),
         ("tool", "tool"),
     )
     suffix = {"haproxy_stats": "/stats", "prometheus": "/targets"}
@@ -89,7 +90,15 @@ def _show(cluster: Cluster) -> dict[str, Any]:
     "--storage",
     default="sqlite",
     show_default=True,
-    help="sqlite (in the state dir), sqlite:///PATH or postgresql://...",
+    help="sqlite (in the state dir), sqlite:///PATH, postgresql://... or patroni (a PostgreSQL"
+    " per zone managed by Patroni and etcd, behind the front door).",
+)
+@click.option(
+    "--replication",
+    default="sync",
+    show_default=True,
+    type=click.Choice(["sync", "async"]),
+    help="With --storage patroni: synchronous (no acknowledged write lost) or asynchronous.",
 )
 @click.option("--redis", default=None, help="redis://... for revocation fan-out (optional).")
 @click.option(
@@ -126,6 +135,7 @@ def up(
     zones: str,
     replicas_per_zone: int,
     storage: str,
+    replication: str,
     redis: str | None,
     without: tuple[str, ...],
     base_port: int,
@@ -148,6 +158,7 @@ def up(
             base_port=base_port,
             sidecars_per_zone=sidecars_per_zone,
             network=network,
+            replication=replication,
         )
         result = cluster.up(spec, timeout=timeout, progress=lambda m: click.echo(m, err=True))
     except ClusterError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from mesh.local import procs, zonenet
+from mesh.local import datatier, procs, zonenet
 from mesh.local.errors import ClusterError, NotReadyError, NotUpError
 from mesh.local.render import RULES_DIR, render_all
 from mesh.local.spec import ClusterSpec, plan
@@ -37,6 +37,8 @@ _STOP_ORDER = {
     "prometheus": 5,
     "alertmanager": 6,
     "webhook": 7,
+    "patroni": 8,  # after every client of the data tier, and before its etcd
+    "etcd": 9,
 }
 
 
@@ -131,6 +133,7 @@ class Cluster:
                 state = plan(spec, self.paths, net)
                 render_all(state, self.paths, self.rules_dir)
                 self.paths.save(state)
+                early = self._start_data_tier(state, began + timeout, say)
                 replicas = state.replicas()
                 # Sidecars need the front door: they start with it, after the first replica.
                 first = [
@@ -138,12 +141,14 @@ class Cluster:
                     for c in state.components
                     if c.kind not in ("haproxy", "sidecar")
                     and (c.kind != "mesh" or c is replicas[0])
+                    and c not in early
                 ]
                 say("starting " + ", ".join(c.name for c in first))
                 self.start(state, first, timeout)
-                rest = [c for c in state.components if c not in first]
+                rest = [c for c in state.components if c not in first and c not in early]
                 say("starting " + ", ".join(c.name for c in rest))
                 self.start(state, rest, timeout - (time.monotonic() - began))
+                self.wait_ready(early, timeout - (time.monotonic() - began))
             except BaseException:
                 loaded = self.paths.load()
                 if loaded is not None:
@@ -153,6 +158,27 @@ class Cluster:
                 self.paths.forget()
                 raise
         return UpResult("started", time.monotonic() - began, state)
+
+    def _start_data_tier(
+        self, state: ClusterState, deadline: float, say: Progress
+    ) -> list[Component]:
+        """The patroni tier, then the front door that leads to its primary, before any replica:
+        the first replica creates the schema through that door. Returns what it started."""
+        if state.data_tier is None:
+            return []
+        tier = [c for c in state.components if c.kind in datatier.KINDS]
+        door = state.component("haproxy")
+        assert door is not None  # ClusterSpec refuses patroni storage without HAProxy
+        say("starting the data tier: " + ", ".join(c.name for c in tier))
+        self.start(state, tier, deadline - time.monotonic())
+        self.start(state, [door], deadline - time.monotonic(), wait=False)
+        waited = datatier.wait_writable(
+            str(state.data_tier["frontend"]), deadline - time.monotonic()
+        )
+        if state.data_tier["replication"] == "sync":
+            waited += datatier.wait_synchronous(state.data_members(), deadline - time.monotonic())
+        say(f"data tier writable through {state.data_tier['frontend']} ({waited:.1f}s)")
+        return [*tier, door]
 
     def reload_rules(self, state: ClusterState) -> bool:
         """Ask Prometheus to reload, picking up rule files generated since it started."""
@@ -165,7 +191,9 @@ class Cluster:
             except httpx.HTTPError:
                 return False
 
-    def start(self, state: ClusterState, components: list[Component], timeout: float) -> None:
+    def start(
+        self, state: ClusterState, components: list[Component], timeout: float, wait: bool = True
+    ) -> None:
         """Start the given components of ``state`` and wait until each answers ready."""
         token = self.paths.admin_token()
         tag = {procs.TAG_VAR: str(self.paths.root)}
@@ -178,7 +206,8 @@ class Cluster:
             proc = procs.spawn(c.argv, c.log, env)
             c.pid, c.start_ticks = proc.pid, proc.start_ticks
             self.paths.save(state)  # recorded before anything else can fail
-        self.wait_ready(components, timeout)
+        if wait:
+            self.wait_ready(components, timeout)
 
     def wait_ready(self, components: list[Component], timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)
@@ -276,6 +305,8 @@ class Cluster:
             "admin_token": self.paths.admin_token(),
             "admin_token_file": str(self.paths.token_file),
             "storage": state.storage_url,
+            "data_tier": state.data_tier,
+            "postgres_door": state.storage_url if state.data_tier else None,
             "redis": state.redis_url,
             "zones": state.zones(),
             "network": state.layout,

@@ -15,7 +15,7 @@ from typing import Any
 
 from mesh import faults
 from mesh.faults import FaultMode
-from mesh.local import procs, store, zonenet
+from mesh.local import datatier, procs, store, zonenet
 from mesh.local.cluster import Cluster, http_client, probe, proc_of
 from mesh.local.errors import ClusterError
 from mesh.local.render import front_door_timeouts
@@ -85,6 +85,11 @@ class LocalPlatform:
             elif net is not None:
                 ports = sorted({c.port for c in state.replicas(zone)})
                 rules = zonenet.apply_fault(net, zone, fault, ports)
+            elif experiment := faults.MODES[fault.name].experiment:
+                raise ClusterError(
+                    f"fault mode {fault} fails no zone: run `meshsre chaos"
+                    f" az-failure --mode {fault}` (the {experiment} experiment)"
+                )
             else:  # a mode registered in mesh.faults that this platform has no way to cause
                 raise ClusterError(f"fault mode {fault} is not supported by the local platform")
         return {
@@ -219,6 +224,55 @@ class LocalPlatform:
         return {
             "platform": self.name,
             "started": nats.name if down else None,
+            "ready_at": time.time(),
+            "duration_seconds": round(time.perf_counter() - started, 4),
+        }
+
+    def _data_members(self, state: ClusterState) -> list[Component]:
+        members = state.data_members()
+        if not members:
+            raise ClusterError(
+                "no data tier: start the cluster with `meshsre up --storage patroni`"
+            )
+        return members
+
+    def fail_primary(self) -> dict[str, Any]:
+        """The PostgreSQL primary fails, wherever it is: its Patroni and its PostgreSQL are
+        killed at once (SIGKILL), so its leader key in etcd has to expire."""
+        started = time.perf_counter()
+        with self.paths.locked():
+            state = self.cluster.load()
+            members = self._data_members(state)
+            leader = datatier.primary(members)
+            if leader is None:
+                raise ClusterError("no member of the data tier is the primary: nothing to fail")
+            at = time.time()
+            killed = [leader.name] if procs.kill(proc_of(leader)) else []
+            if datatier.kill_postgres(self.paths, leader, str(self.paths.root)):
+                killed.append(f"{leader.name} postgres")
+        return {
+            "platform": self.name,
+            "primary": leader.name,
+            "zone": leader.zone,
+            "killed": killed,
+            "at": at,
+            "duration_seconds": round(time.perf_counter() - started, 4),
+        }
+
+    def restore_data_tier(self, timeout: float = 90.0) -> dict[str, Any]:
+        """Start every data-tier member that is down (a failed primary rejoins as a standby,
+        rewound by Patroni) and wait until each runs; idempotent."""
+        started = time.perf_counter()
+        with self.paths.locked():
+            state = self.cluster.load()
+            members = [c for c in state.components if c.kind in datatier.KINDS]
+            if not members:
+                self._data_members(state)
+            down = [c for c in members if not procs.alive(proc_of(c))]
+            self.cluster.start(state, down, timeout)
+        return {
+            "platform": self.name,
+            "started": [c.name for c in down],
             "ready_at": time.time(),
             "duration_seconds": round(time.perf_counter() - started, 4),
         }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from mesh.local import datatier
 from mesh.local.state import ClusterState, StateDir
 from mesh.settings import Settings
 
@@ -63,6 +64,9 @@ def render_file(
         **TIMINGS,
         "replicas": state.replicas(),
         "sidecars": state.sidecars(),
+        "data_tier": state.data_tier,
+        "pg_members": state.data_members(),
+        "etcd_members": state.data_members("etcd"),
         "haproxy": haproxy,
         "haproxy_stats": f"{haproxy.host}:{haproxy.aux_port}" if haproxy else None,
         "prometheus": state.component("prometheus"),
@@ -143,6 +147,8 @@ def render_all(state: ClusterState, paths: StateDir, rules_dir: Path = RULES_DIR
             path = paths.config / target
             _write(path, render_file(template, state, paths, rules_dir))
             written.append(path)
+    if state.data_tier is not None:
+        written += datatier.render(state.data_members(), state.data_tier, paths)
     if state.component("prometheus") is not None:
         path = paths.config / "targets" / "mesh.json"
         _write(path, json.dumps(mesh_targets(state), indent=2, sort_keys=True) + "\n")

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.local import governance, zonenet
+from mesh.local import datatier, governance, zonenet
 from mesh.local.errors import ClusterError, MissingBinaryError
 from mesh.local.state import ClusterState, Component, StateDir
 
@@ -47,6 +47,7 @@ class ClusterSpec:
     base_port: int = 18080  # 0: every port is picked free by the kernel (tests)
     sidecars_per_zone: int = 0  # governance sidecars (and a tool behind them); needs no NATS
     network: str = "auto"  # zones (a network namespace each, root only), loopback, or auto
+    replication: str = "sync"  # of the patroni data tier: sync or async
 
     def __post_init__(self) -> None:
         if not self.zones or len(set(self.zones)) != len(self.zones):
@@ -59,8 +60,14 @@ class ClusterSpec:
         if unknown:
             known = ", ".join(sorted(OPTIONAL_COMPONENTS))
             raise ClusterError(f"cannot run without {', '.join(sorted(unknown))} (known: {known})")
-        if not self.storage.startswith(("sqlite", "postgresql://", "postgres://")):
-            raise ClusterError("storage must be sqlite, sqlite:///PATH or postgresql://...")
+        if not self.storage.startswith(("sqlite", "postgresql://", "postgres://", "patroni")):
+            raise ClusterError(
+                "storage must be sqlite, sqlite:///PATH, postgresql://... or patroni"
+            )
+        if self.storage == "patroni" and "haproxy" in self.without:
+            raise ClusterError("patroni storage is reached through HAProxy: drop --without haproxy")
+        if self.replication not in datatier.REPLICATION_MODES:
+            raise ClusterError("replication must be sync or async")
         if not 0 <= self.base_port <= 65535 - _REPLICA_OFFSET:
             raise ClusterError("base port out of range")
         if not 0 <= self.sidecars_per_zone <= 3:
@@ -88,6 +95,7 @@ class ClusterSpec:
             "base_port": self.base_port,
             "sidecars_per_zone": self.sidecars_per_zone,
             "network": self.network,
+            "replication": self.replication,
         }
 
 
@@ -158,6 +166,12 @@ def plan(
     ports = _Ports(spec.base_port)
     url = storage_url(spec, paths)
     components: list[Component] = []
+    tier: dict[str, object] | None = None
+    members: list[Component] = []
+    if spec.storage == "patroni":  # each zone's members on that zone's (first) address
+        hosts = [replica_address(zi, 0) for zi in range(len(spec.zones))]
+        members, tier = datatier.plan(spec.zones, hosts, spec.replication, paths, ports.take)
+        url = datatier.frontend_url(str(tier["frontend"]))
     nats = (
         governance.event_stream(binaries["nats"], paths, ports.take) if "nats" in binaries else None
     )
@@ -305,10 +319,12 @@ def plan(
         paths,
         ports.take,
     )
+    components += members
     return ClusterState(
         spec=spec.to_dict(),
         storage_url=url,
         redis_url=spec.redis,
         components=components,
         network=net.to_dict() if net else None,
+        data_tier=tier,
     )

@@ -66,6 +66,7 @@ class ClusterState:
     storage_url: str
     redis_url: str | None
     components: list[Component]
+    data_tier: dict[str, object] | None = None  # the patroni tier's frontend, mode, scope
     created_at: float = field(default_factory=time.time)
     # The zones' own network (mesh.local.zonenet.ZoneNetwork.to_dict()); None: loopback.
     network: dict[str, Any] | None = None
@@ -76,6 +77,9 @@ class ClusterState:
 
     def replicas(self, zone: str | None = None) -> list[Component]:
         return [c for c in self.components if c.kind == "mesh" and (zone is None or c.zone == zone)]
+
+    def data_members(self, kind: str = "patroni") -> list[Component]:
+        return [c for c in self.components if c.kind == kind]
 
     def sidecars(self) -> list[Component]:
         return [c for c in self.components if c.kind == "sidecar"]

@@ -12,6 +12,7 @@ import random
 import time
 from typing import Any, TypeVar
 
+from mesh.breaker import CircuitBreaker
 from mesh.errors import StoreUnavailable
 from mesh.store import records, schema
 from mesh.store.backends import open_driver
@@ -24,18 +25,32 @@ T = TypeVar("T")
 
 
 class Store:
-    def __init__(self, driver: Driver, metrics: Metrics, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        metrics: Metrics,
+        timeout_s: float = 2.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.driver = driver
         self.backend = driver.backend
         self.metrics = metrics
         self.timeout_s = timeout_s
+        self.breaker = breaker
         self._timers: dict[str, Any] = {}  # labelled children: labels() costs a lock and a lookup
 
     async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            self._error(operation, "breaker_open")
+            raise StoreUnavailable(
+                f"storage breaker open: {self.backend} failed {breaker.threshold} calls in"
+                f" a row; next try within {breaker.reset_after:g}s"
+            )
         started = time.perf_counter()
         try:
             try:
-                return await self._attempt(work, write)
+                result = await self._attempt(work, write)
             except StoreUnavailable:
                 if write:
                     raise  # a write may have committed before the error: never replay it
@@ -43,14 +58,21 @@ class Store:
                 # retries keeps a recovering database from a thundering herd.
                 self._error(operation, "retried")
                 await asyncio.sleep(random.uniform(0.01, 0.05))
-                return await self._attempt(work, write)
+                result = await self._attempt(work, write)
+            if breaker is not None:
+                breaker.success()
+            return result
         except TimeoutError as exc:
             self._error(operation, "timeout")
+            if breaker is not None:
+                breaker.failure()
             raise StoreUnavailable(
                 f"storage call {operation} timed out after {self.timeout_s:g}s"
             ) from exc
         except StoreUnavailable:
             self._error(operation, "unavailable")
+            if breaker is not None:
+                breaker.failure()
             raise
         finally:
             timer = self._timers.get(operation)
@@ -89,4 +111,12 @@ class Store:
 
 
 def open_store(url: str, metrics: Metrics, timeout_s: float = 2.0) -> Store:
-    return Store(open_driver(url, timeout_s), metrics, timeout_s)
+    driver = open_driver(url, timeout_s)
+    # A networked database gets a breaker: while it fails over (about 10 s on the Patroni tier)
+    # every call would otherwise wait out its connect or pool timeout, holding a worker thread
+    # each; open, the breaker answers 503 at once and lets one call through a second later.
+    # SQLite fails only with this process, so it has none.
+    breaker = None
+    if driver.backend == "postgresql":
+        breaker = CircuitBreaker("postgres", metrics.breaker_state, threshold=5, reset_after=1.0)
+    return Store(driver, metrics, timeout_s, breaker)

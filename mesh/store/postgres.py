@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -169,6 +170,7 @@ class PostgresDriver:
         )
         self.pool.open(wait=False)
         self.executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pg")
+        self._recycling = threading.Lock()
         self._writers: set[Any] = set()  # the event loop's async connections
         self._idle: list[Any] = []  # those between batches
         self._in_flight: dict[asyncio.Task[None], int] = {}  # each batch and its size
@@ -417,8 +419,24 @@ class PostgresDriver:
             yield
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(str(exc).splitlines()[0]) from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._recycle()
             raise _unavailable(exc) from exc
+        except PoolTimeout as exc:
+            raise _unavailable(exc) from exc
+
+    def _recycle(self) -> None:
+        """After a lost connection, test the idle ones and replace those that are dead too:
+        a failover through the front door cuts every session at once, and without this each
+        would fail one call of its own (and the store's breaker would open again on them).
+        One thread checks at a time; the others do not wait for it."""
+        if not self._recycling.acquire(blocking=False):
+            return
+        try:
+            with contextlib.suppress(Exception):  # a failed check leaves the pool as it was
+                self.pool.check()
+        finally:
+            self._recycling.release()
 
     def close(self) -> None:
         for conn in list(self._writers):
