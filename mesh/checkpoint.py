@@ -10,6 +10,10 @@ is a C2SP tlog checkpoint (c2sp.org/tlog-checkpoint), plus one extension line, t
 
 Signed with the log key, never the credential issuer's (``mesh.keys``). The origin names
 the key, so checkpoints of two logs are never taken for each other's.
+
+The log key also signs each entry's hash as the entry is appended (``sign_entry``), so that
+someone who can write to the database but lacks the key cannot append an entry that
+verifies, even with the chain hashes recomputed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from mesh.keys import public_key
 __all__ = ["Checkpoint", "CheckpointError", "LogSigner", "LogVerifier"]
 
 _ED25519 = b"\x01"  # the signed-note signature type
+# Prefixed to an entry's hash before it is signed, so that no entry signature is ever also a
+# valid signature of a note, or the other way round.
+_ENTRY_CONTEXT = b"agentmesh.audit.entry/v1\n"
 _SIGNATURE_LINE = re.compile(r"\u2014 (\S+) ([A-Za-z0-9+/=]+)\n")
 
 
@@ -81,6 +88,11 @@ class LogSigner:
             self.origin, size, root, timestamp, f"{body}\n\u2014 {self.origin} {signature}\n"
         )
 
+    def sign_entry(self, digest: str) -> str:
+        """The base64 signature of an entry's hash (hex), as the audit table stores it."""
+        signed = self._key.sign(_ENTRY_CONTEXT + bytes.fromhex(digest))
+        return base64.b64encode(signed).decode()
+
 
 class LogVerifier:
     """Checks notes against one log's public key; ``vkey`` is the C2SP verifier key
@@ -94,6 +106,15 @@ class LogVerifier:
         self.vkey = (
             f"{self.origin}+{self._hash.hex()}+{base64.b64encode(_ED25519 + public).decode()}"
         )
+
+    def entry_signed(self, digest: str, signature: str) -> bool:
+        """Whether ``signature`` is this key's over the entry hash ``digest`` (hex)."""
+        try:
+            raw = base64.b64decode(signature, validate=True)
+            self._key.verify(raw, _ENTRY_CONTEXT + bytes.fromhex(digest))
+        except (binascii.Error, ValueError, InvalidSignature):
+            return False
+        return True
 
     @classmethod
     def from_vkey(cls, vkey: str) -> LogVerifier:

@@ -3,6 +3,9 @@
 Every call runs under a timeout (the driver's own when it bounds such calls), is timed into
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
+
+Given the log key's ``sign_entry``, every audit entry a write appends is signed with it
+(``records.append_audit``); the key itself stays in the process, never in the store.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mesh.errors import StoreUnavailable
@@ -23,9 +27,27 @@ __all__ = ["Store", "open_store", "records"]
 T = TypeVar("T")
 
 
+EntrySigner = Callable[[str], str]  # an entry's hash (hex) -> its signature (base64)
+
+
+def _signing(work: Work[T], sign: EntrySigner) -> Work[T]:
+    def signed(cur: Any) -> T:
+        cur.audit_signer = sign  # see records.append_audit
+        return work(cur)
+
+    return signed
+
+
 class Store:
-    def __init__(self, driver: Driver, metrics: Metrics, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        metrics: Metrics,
+        timeout_s: float = 2.0,
+        sign_entry: EntrySigner | None = None,
+    ) -> None:
         self.driver = driver
+        self.sign_entry = sign_entry
         self.backend = driver.backend
         self.metrics = metrics
         self.timeout_s = timeout_s
@@ -33,6 +55,8 @@ class Store:
 
     async def call(self, operation: str, work: Work[T], *, write: bool = False) -> T:
         started = time.perf_counter()
+        if write and self.sign_entry is not None:
+            work = _signing(work, self.sign_entry)
         try:
             try:
                 return await self._attempt(work, write)
@@ -88,5 +112,7 @@ class Store:
         self.driver.close()
 
 
-def open_store(url: str, metrics: Metrics, timeout_s: float = 2.0) -> Store:
-    return Store(open_driver(url, timeout_s), metrics, timeout_s)
+def open_store(
+    url: str, metrics: Metrics, timeout_s: float = 2.0, sign_entry: EntrySigner | None = None
+) -> Store:
+    return Store(open_driver(url, timeout_s), metrics, timeout_s, sign_entry)
