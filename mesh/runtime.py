@@ -236,7 +236,7 @@ class Mesh:
         """A verify walk from genesis that checks each entry's signature with the log key."""
         return ChainCheck(
             tree=Tree() if tree else None,
-            signatures=self.signer.verifier.entry_signed,
+            signatures=self.signer.entry_signed,
             signed_from=self._signed_from,
         )
 
