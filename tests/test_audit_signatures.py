@@ -10,17 +10,21 @@ import json
 import sqlite3
 import subprocess
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from mesh.audit import entry_hash
-from mesh.checkpoint import LogVerifier
+from mesh.auditverify import read_checkpoint_file, verify, write_checkpoint_file
+from mesh.checkpoint import CheckpointError, LogSigner, LogVerifier
 from mesh.keys import public_key
+from mesh.merkle import Tree, leaf_hash
 from mesh.process import ADMIN_TOKEN, MESHSRE, MeshProcess, log_key
 from tests.apiclient import register
-from tests.test_audit import chain
+from tests.test_audit import appended, chain, signed
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LEGACY = 3  # entries a store held before signing began
@@ -46,8 +50,8 @@ def _legacy_store(url: str) -> None:
     _sql(url, "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _verify(url: str, storage: str) -> tuple[int, dict[str, Any]]:
-    vkey = LogVerifier(public_key(base64.b64decode(log_key(storage)))).vkey
+def _meshsre_verify(url: str) -> tuple[int, dict[str, Any]]:
+    vkey = LogVerifier(public_key(base64.b64decode(log_key(url)))).vkey
     r = subprocess.run([MESHSRE, "audit", "verify", "--storage", url, "--public-key", vkey,
                         "--json"], capture_output=True, text=True, timeout=60,
                        env={"PATH": "/usr/bin"})
@@ -77,7 +81,7 @@ def test_entries_are_signed_and_a_forged_append_fails_at_its_index(
         assert [e["signature"] is not None for e in page] == [False] * LEGACY + [True]
         walk = _until_walk(client, lambda w: w["ok"])
         assert (walk["ok"], walk["length"], walk["signed_from"]) == (True, LEGACY + 1, LEGACY)
-        assert _verify(url, url)[0] == 0
+        assert _meshsre_verify(url)[0] == 0
 
         head = page[-1]
         data = json.dumps(head["data"], sort_keys=True, separators=(",", ":"))
@@ -89,6 +93,26 @@ def test_entries_are_signed_and_a_forged_append_fails_at_its_index(
                                                   "did:mesh:forged", data, head["hash"], digest)])
         walk = _until_walk(client, lambda w: not w["ok"])
         assert (walk["first_bad_index"], walk["reason"]) == (seq, "unsigned")
-        code, report = _verify(url, url)
+        code, report = _meshsre_verify(url)
         assert code == 1 and [(f["kind"], f["index"]) for f in report["findings"]] == [
             ("unsigned", seq)]
+
+
+def test_a_checkpoint_file_keeps_where_signing_began_so_stripped_signatures_fail(
+    tmp_path: Path,
+) -> None:
+    signer = LogSigner(bytes(range(32)))
+    log = signed(chain(4), signer)
+    leaves = [leaf_hash(e.envelope()) for e in log]
+    cp = signer.sign(len(log), Tree(leaves).root(), 1_765_000_000)
+    path = write_checkpoint_file(tmp_path / "cp.json", cp, signer.verifier, leaves, 0)
+    witnessed = read_checkpoint_file(path)
+    assert witnessed.signed_from == 0 and verify(log, witnessed).ok
+    stripped = appended([replace(e, signature=None) for e in log])  # and a forged append
+    report = verify(stripped, witnessed)
+    assert [(f.kind, f.index) for f in report.findings] == [("unwitnessed", 4), ("unsigned", 0)]
+    assert verify(stripped, None, signer.verifier).ok  # without the file: a log before signing
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "signed_from": "0"}))
+    with pytest.raises(CheckpointError, match="signed_from"):
+        read_checkpoint_file(path)
