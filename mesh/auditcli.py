@@ -13,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from mesh.audit import Entry, canonical
+from mesh.audit import ChainCheck, Entry, canonical
 from mesh.auditverify import (
     CheckpointFile,
     read_checkpoint_file,
@@ -40,6 +40,7 @@ def _entry(doc: dict[str, Any]) -> Entry:
         canonical(doc["data"]),
         str(doc["prev_hash"]),
         str(doc["hash"]),
+        None if doc.get("signature") is None else str(doc["signature"]),
     )
 
 
@@ -139,7 +140,15 @@ def checkpoint(url: str | None, token: str | None, out: Path, previous: Path | N
     try:
         verifier = LogVerifier.from_vkey(str(doc["public_key"]))
         cp = verifier.verify(str(doc["note"]))
-        leaves = [leaf_hash(e.envelope()) for e in api.entries(cp.size)]
+        covered = list(api.entries(cp.size))
+        leaves = [leaf_hash(e.envelope()) for e in covered]
+        signed = ChainCheck(signatures=verifier.entry_signed)
+        signed.feed(covered)
+        if not signed.ok:
+            raise CheckpointError(
+                f"entry {signed.first_bad_index} of the checkpointed log fails verification"
+                f" ({signed.reason}): run meshsre audit verify"
+            )
         if previous is not None:
             old = read_checkpoint_file(previous, verifier).checkpoint
             proof = api.get("/v1/audit/proof/consistency", old=old.size, size=cp.size)
@@ -149,7 +158,7 @@ def checkpoint(url: str | None, token: str | None, out: Path, previous: Path | N
                     f"checkpoint {cp.size} does not extend {previous} ({old.size} entries):"
                     " the log was truncated or rewritten in between"
                 )
-        write_checkpoint_file(out, cp, verifier, leaves)
+        write_checkpoint_file(out, cp, verifier, leaves, signed.signed_from)
     except CheckpointError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"checkpoint of {cp.size} entries at {cp.timestamp} written to {out}")
@@ -198,8 +207,9 @@ def verify_command(
     token: str | None,
     as_json: bool,
 ) -> None:
-    """Check the audit log's hash chain and, against a witnessed checkpoint, that nothing it
-    covered was truncated or rewritten. Exits 1 on a finding that fails."""
+    """Check the audit log's hash chain and entry signatures and, against a witnessed
+    checkpoint, that nothing it covered was truncated or rewritten. Exits 1 on a finding
+    that fails."""
     sources = [s for s in (storage, state_dir) if s]
     if len(sources) > 1:
         raise click.UsageError("give one of --storage, --state-dir (or --url)")
@@ -221,7 +231,7 @@ def verify_command(
         entries = list(_Api(url, token).entries())
     else:
         raise click.UsageError("say where the log is: --storage, --state-dir or --url")
-    report = verify(entries, witnessed)
+    report = verify(entries, witnessed, verifier)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -230,6 +240,8 @@ def verify_command(
             cp = witnessed.checkpoint
             against = f"checkpoint of {cp.size} entries at {cp.timestamp}"
         click.echo(f"{report.size} entries, against {against}")
+        if not report.signatures_checked:
+            click.echo("signatures not checked: no log key (--public-key or --checkpoint)")
         for f in report.findings:
             click.echo(f"{f.kind} at index {f.index}: {f.message}")
         click.echo("ok" if report.ok else "FAILED")

@@ -12,9 +12,13 @@ Relative to the checkpoint, verification finds:
   recomputed the chain (index: the first changed entry);
 - ``chain``: the hash chain itself breaks (index: the first bad link), which also catches an
   edit made after the checkpoint that did not recompute the chain;
+- ``unsigned`` / ``signature``: an entry without the log key's signature at or after the
+  first signed one (the checkpoint file's ``signed_from`` when it has one), or with a
+  signature that is not the key's: a forged entry, appended with the hashes recomputed by
+  someone without the key (index: the first such entry);
 - ``unwitnessed``: entries past the checkpoint, which no checkpoint vouches for yet: genuine
-  appends since, or forged ones (index: the first of them). Reported, not a failure; a newer
-  checkpoint covers them, or shows them forged.
+  appends since (signed, so they pass the check above). Reported, not a failure.
+Signatures are checked with the log key given, else the checkpoint file's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh.audit import ChainCheck, Entry
+from mesh.audit import REASONS, ChainCheck, Entry
 from mesh.checkpoint import Checkpoint, CheckpointError, LogVerifier
 from mesh.merkle import Tree, leaf_hash
 
@@ -42,7 +46,7 @@ __all__ = [
 ]
 
 FILE_SCHEMA = "meshsre.audit-checkpoint/v1"
-FAILURES = ("truncated", "rewritten", "chain")
+FAILURES = ("truncated", "rewritten", "chain", "unsigned", "signature")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class CheckpointFile:
     checkpoint: Checkpoint
     verifier: LogVerifier
     leaves: list[bytes] | None  # the leaf hashes of the entries it covers, when kept
+    signed_from: int | None = None  # the first entry the log key had signed, when known
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Finding:
 class Report:
     size: int
     checkpoint: Checkpoint | None
+    signatures_checked: bool = False
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -75,22 +81,31 @@ class Report:
             "size": self.size,
             "checkpoint_size": None if self.checkpoint is None else self.checkpoint.size,
             "checkpoint_time": None if self.checkpoint is None else self.checkpoint.timestamp,
+            "signatures_checked": self.signatures_checked,
             "findings": [f.__dict__ for f in self.findings],
         }
 
 
-def verify(entries: Iterable[Entry], witnessed: CheckpointFile | None) -> Report:
-    chain = ChainCheck()
+def verify(
+    entries: Iterable[Entry], witnessed: CheckpointFile | None, key: LogVerifier | None = None
+) -> Report:
+    """The log against ``witnessed``, its signatures checked with ``key``, else the
+    checkpoint file's (unchecked without either)."""
+    key = key or (None if witnessed is None else witnessed.verifier)
+    chain = ChainCheck(
+        signatures=None if key is None else key.entry_signed,
+        signed_from=None if witnessed is None else witnessed.signed_from,
+    )
     tree = Tree()
     for entry in entries:
         chain.feed([entry])
         tree.append(leaf_hash(entry.envelope()))
-    report = Report(tree.size, None if witnessed is None else witnessed.checkpoint)
+    report = Report(tree.size, None if witnessed is None else witnessed.checkpoint, key is not None)
     if witnessed is not None:
         report.findings += _against(tree, witnessed)
-    if chain.first_bad_index is not None:
+    if chain.first_bad_index is not None and chain.reason is not None:
         i = chain.first_bad_index
-        report.findings.append(Finding("chain", i, f"the hash chain breaks at index {i}"))
+        report.findings.append(Finding(chain.reason, i, f"entry {i}: {REASONS[chain.reason]}"))
     return report
 
 
@@ -134,7 +149,11 @@ def _against(tree: Tree, witnessed: CheckpointFile) -> list[Finding]:
 
 
 def write_checkpoint_file(
-    path: Path, cp: Checkpoint, verifier: LogVerifier, leaves: list[bytes]
+    path: Path,
+    cp: Checkpoint,
+    verifier: LogVerifier,
+    leaves: list[bytes],
+    signed_from: int | None = None,
 ) -> Path:
     """Writes the file whole or not at all (a temporary file renamed into place)."""
     if Tree(leaves).root() != cp.root or len(leaves) != cp.size:
@@ -146,6 +165,7 @@ def write_checkpoint_file(
         "size": cp.size,
         "timestamp": cp.timestamp,
         "leaves": base64.b64encode(b"".join(leaves)).decode(),
+        "signed_from": signed_from,
     }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -182,4 +202,7 @@ def read_checkpoint_file(path: Path, verifier: LogVerifier | None = None) -> Che
         leaves = [raw[i : i + 32] for i in range(0, len(raw), 32)]
         if len(raw) % 32 or Tree(leaves).root() != cp.root or len(leaves) != cp.size:
             raise CheckpointError(f"{path}: its leaf hashes do not hash to the signed root")
-    return CheckpointFile(cp, verifier, leaves)
+    signed_from = doc.get("signed_from")
+    if signed_from is not None and (type(signed_from) is not int or signed_from < 0):
+        raise CheckpointError(f"{path}: signed_from is the index of an entry, or null")
+    return CheckpointFile(cp, verifier, leaves, signed_from)

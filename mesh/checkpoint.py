@@ -10,6 +10,12 @@ is a C2SP tlog checkpoint (c2sp.org/tlog-checkpoint), plus one extension line, t
 
 Signed with the log key, never the credential issuer's (``mesh.keys``). The origin names
 the key, so checkpoints of two logs are never taken for each other's.
+
+The log key also signs each entry's hash as the entry is appended (``sign_entry``), so that
+someone who can write to the database but lacks the key cannot append an entry that
+verifies, even with the chain hashes recomputed. Those go through libsodium (PyNaCl), at
+21.6 us a signature and 53 us a check against 31.5 and 104 through ``cryptography`` (3,000
+of each, one core of this machine), as every entry pays for them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import nacl.bindings
+import nacl.exceptions
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -28,6 +36,14 @@ from mesh.keys import public_key
 __all__ = ["Checkpoint", "CheckpointError", "LogSigner", "LogVerifier"]
 
 _ED25519 = b"\x01"  # the signed-note signature type
+# Prefixed to an entry's hash before it is signed, so that no entry signature is ever also a
+# valid signature of a note, or the other way round.
+_ENTRY_CONTEXT = b"agentmesh.audit.entry/v1\n"
+# Entries this process signed, kept until its walk has surely met them: a replica checks its
+# own by comparing signatures (Ed25519 is deterministic), not by verifying them again. The
+# walk runs every MESH_AUDIT_CHECK_SECONDS (5 s), and `make bench` appends up to 3,000 a
+# second: 30,000 hold 6,000 a second, in 8.5 MB (tracemalloc).
+_OWN_KEPT = 30_000
 _SIGNATURE_LINE = re.compile(r"\u2014 (\S+) ([A-Za-z0-9+/=]+)\n")
 
 
@@ -72,6 +88,8 @@ class LogSigner:
         self.origin = _origin(self.public)
         self._hash = _key_hash(self.origin, self.public)
         self.verifier = LogVerifier(self.public)
+        self._entry_key = nacl.bindings.crypto_sign_seed_keypair(seed)[1]
+        self._own: dict[str, str] = {}  # hash -> signature, oldest first
 
     def sign(self, size: int, root: bytes, timestamp: int) -> Checkpoint:
         cp = Checkpoint(self.origin, size, root, timestamp)
@@ -80,6 +98,19 @@ class LogSigner:
         return Checkpoint(
             self.origin, size, root, timestamp, f"{body}\n\u2014 {self.origin} {signature}\n"
         )
+
+    def sign_entry(self, digest: str) -> str:
+        """The base64 signature of an entry's hash (hex), as the audit table stores it."""
+        signed = nacl.bindings.crypto_sign(_ENTRY_CONTEXT + bytes.fromhex(digest), self._entry_key)
+        signature = base64.b64encode(signed[:64]).decode()
+        self._own[digest] = signature
+        if len(self._own) > _OWN_KEPT:
+            del self._own[next(iter(self._own))]
+        return signature
+
+    def entry_signed(self, digest: str, signature: str) -> bool:
+        """LogVerifier.entry_signed, without the check for an entry this process signed."""
+        return self._own.get(digest) == signature or self.verifier.entry_signed(digest, signature)
 
 
 class LogVerifier:
@@ -94,6 +125,18 @@ class LogVerifier:
         self.vkey = (
             f"{self.origin}+{self._hash.hex()}+{base64.b64encode(_ED25519 + public).decode()}"
         )
+
+    def entry_signed(self, digest: str, signature: str) -> bool:
+        """Whether ``signature`` is this key's over the entry hash ``digest`` (hex)."""
+        try:
+            raw = base64.b64decode(signature, validate=True)
+            message = _ENTRY_CONTEXT + bytes.fromhex(digest)
+            if len(raw) != 64:
+                return False
+            nacl.bindings.crypto_sign_open(raw + message, self.public)
+        except (binascii.Error, ValueError, nacl.exceptions.CryptoError):
+            return False
+        return True
 
     @classmethod
     def from_vkey(cls, vkey: str) -> LogVerifier:

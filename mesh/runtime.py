@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mesh import __version__, events
-from mesh.audit import ChainCheck, Entry
+from mesh.audit import REASONS, ChainCheck, Entry
 from mesh.breaker import CircuitBreaker
 from mesh.checkpoint import Checkpoint, LogSigner
 from mesh.credentials import Issuer
@@ -46,8 +46,17 @@ class Mesh:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        issuer_seed = _seed(settings, "issuer")
+        log_seed = _seed(settings, "log")
+        if issuer_seed == log_seed:
+            raise KeyFileError("the log key must not be the issuer key: give each its own")
+        self.issuer = Issuer(issuer_seed)
+        self.signer = LogSigner(log_seed)
         self.store: Store = open_store(
-            settings.storage_url, self.metrics, settings.storage_timeout_seconds
+            settings.storage_url,
+            self.metrics,
+            settings.storage_timeout_seconds,
+            self.signer.sign_entry,
         )
         self.metrics.build_info.labels(
             __version__, platform.python_version(), self.store.backend
@@ -75,18 +84,18 @@ class Mesh:
             settings.nats_url, self.metrics, f"mesh-{self.node}", settings.event_stream_replicas
         )
         self._checkpoint = (0, "")
-        issuer_seed = _seed(settings, "issuer")
-        log_seed = _seed(settings, "log")
-        if issuer_seed == log_seed:
-            raise KeyFileError("the log key must not be the issuer key: give each its own")
-        self.issuer = Issuer(issuer_seed)
-        self.signer = LogSigner(log_seed)
         self.witness = Witness(self.signer.verifier, self.redis)
         # The newest checkpoint this replica signed and its witness took (GET /v1/audit/...).
         self.checkpoint: Checkpoint | None = None
         self.ready = False
-        self._chain = ChainCheck(tree=Tree())
+        # The first signed entry's index, once a walk met it: from then on an entry there
+        # without its signature (stripped, to pass off forged appends) fails.
+        self._signed_from: int | None = None
+        self._chain = self.signed_walk(tree=True)
+        # The sweep re-walks old entries for edits, which break the chain or the tree; their
+        # signatures were checked as they arrived, and a signature is outside the hash.
         self._sweep = ChainCheck()
+        self._failure: tuple[int | None, str | None] = (None, None)
         self._sweep_ok = True
         self._tasks: list[asyncio.Task[None]] = []
         self.store_stats = StoreCollector(self.store)
@@ -155,7 +164,8 @@ class Mesh:
                 if not self._chain.ok:
                     # A restore may have rewritten history: re-walk from genesis before
                     # calling the chain broken.
-                    self._chain = await self.verify_chain(ChainCheck(tree=Tree()))
+                    self._chain = await self.verify_chain(self.signed_walk(tree=True))
+                self._note_walk(self._chain)
                 await self._sweep_page()
                 if self._chain.ok:
                     await self._sign_checkpoint(walked_since)
@@ -205,7 +215,7 @@ class Mesh:
             if self._tree_differs(entries) or (ended and self._sweep.length < self._chain.length):
                 # Entries the tree was built from changed (hashes recomputed or not) or are
                 # gone: build it again from the log as it is, and let the witness judge it.
-                self._chain = await self.verify_chain(ChainCheck(tree=Tree()))
+                self._chain = await self.verify_chain(self.signed_walk(tree=True))
                 self._sweep = ChainCheck()
                 return
             if not self._sweep.ok or ended:
@@ -221,6 +231,28 @@ class Mesh:
         return any(
             e.seq < tree.size and leaf_hash(e.envelope()) != tree.leaf(e.seq) for e in entries
         )
+
+    def signed_walk(self, tree: bool = False) -> ChainCheck:
+        """A verify walk from genesis that checks each entry's signature with the log key."""
+        return ChainCheck(
+            tree=Tree() if tree else None,
+            signatures=self.signer.entry_signed,
+            signed_from=self._signed_from,
+        )
+
+    def _note_walk(self, check: ChainCheck) -> None:
+        """Remembers where signing began, and logs a failed walk once, with its index: no
+        checkpoint is signed over it (agentmesh_audit_chain_valid says so too)."""
+        if self._signed_from is None:
+            self._signed_from = check.signed_from
+        failure = (check.first_bad_index, check.reason)
+        if failure != self._failure and failure[0] is not None:
+            log.error(
+                "audit entry %d fails verification: %s; no checkpoint will cover it",
+                failure[0],
+                REASONS[str(failure[1])],
+            )
+        self._failure = failure
 
     async def verify_chain(self, check: ChainCheck) -> ChainCheck:
         while check.ok:

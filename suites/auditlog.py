@@ -59,12 +59,14 @@ def copy_log(storage: str) -> list[Entry]:
 
 def rechained(entries: list[Entry]) -> list[Entry]:
     """The entries renumbered and with every hash recomputed in order: what an attacker with
-    the database does so that the hash chain verifies again."""
+    the database does so that the hash chain verifies again. Without the log key, all they
+    can do with the signatures is keep or copy them."""
     out: list[Entry] = []
     prev = GENESIS_HASH
     for seq, e in enumerate(entries):
         digest = entry_hash(seq, e.ts, e.actor, e.action, e.subject, e.data, prev)
-        out.append(Entry(seq, e.ts, e.actor, e.action, e.subject, e.data, prev, digest))
+        out.append(
+            Entry(seq, e.ts, e.actor, e.action, e.subject, e.data, prev, digest, e.signature))
         prev = digest
     return out
 
@@ -74,11 +76,12 @@ def write_log(path: Path, entries: list[Entry]) -> str:
     path.unlink(missing_ok=True)
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY, ts DOUBLE PRECISION, actor TEXT,"
-                 " action TEXT, subject TEXT, data TEXT, prev_hash TEXT, hash TEXT)")
+                 " action TEXT, subject TEXT, data TEXT, prev_hash TEXT, hash TEXT,"
+                 " signature TEXT)")
     rows: list[tuple[Any, ...]] = [
-        (e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash, e.hash)
+        (e.seq, e.ts, e.actor, e.action, e.subject, e.data, e.prev_hash, e.hash, e.signature)
         for e in entries]
-    conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
     return f"sqlite:///{path}"

@@ -235,7 +235,8 @@ def test_a_tampered_or_truncated_audit_log_is_detected(
 ) -> None:
     """With the database (the local platform, or --audit-storage): a copy of the log,
     rewritten with every hash recomputed, truncated, or with a forged entry appended, is
-    checked against the mesh's signed checkpoint. The live store is only read."""
+    checked against the mesh's signed checkpoint and the log key's signature of each entry,
+    which the forger lacks. The live store is only read."""
     if not targets.audit_storage:
         pytest.skip("no database access: pass --audit-storage URL (the local cluster's is"
                     " found through MESHSRE_STATE_DIR)")
@@ -254,6 +255,7 @@ def test_a_tampered_or_truncated_audit_log_is_detected(
         "intact": log,
         "rewritten": rechained([*log[:target], forged, *log[target + 1:]]),
         "truncated": log[:size - 3],
+        # The forged entry copies the last one's signature: the only one a forger can get.
         "appended": rechained([*log, replace(log[-1], action="agent.registered",
                                              subject="did:mesh:forged")]),
     }
@@ -264,10 +266,10 @@ def test_a_tampered_or_truncated_audit_log_is_detected(
                                "--json")
         assert report.stdout, report.stderr
         found[name] = [(f["kind"], f["index"]) for f in json.loads(report.stdout)["findings"]]
-        assert report.returncode == (1 if name in ("rewritten", "truncated") else 0), found
-    assert found == {"intact": [], "rewritten": [("rewritten", target)],
+        assert report.returncode == (0 if name == "intact" else 1), found
+    assert found == {"intact": [], "rewritten": [("rewritten", target), ("signature", target)],
                      "truncated": [("truncated", size - 3)],
-                     "appended": [("unwitnessed", size)]}, found
+                     "appended": [("unwitnessed", size), ("signature", size)]}, found
     record_testsuite_property("security.audit_tamper.detected", json.dumps(found))
 
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.audit import GENESIS_HASH, Entry, canonical, entry_hash, walk
+from mesh.audit import GENESIS_HASH, ChainCheck, Entry, canonical, entry_hash, walk
+from mesh.checkpoint import LogSigner
 
 
 def chain(n: int) -> list[Entry]:
@@ -21,7 +22,7 @@ def test_an_intact_chain_verifies_with_its_head_and_length() -> None:
     entries = chain(5)
     check = walk(entries)
     assert check.as_json() == {"ok": True, "length": 5, "head": entries[-1].hash,
-                               "first_bad_index": None}
+                               "first_bad_index": None, "reason": None, "signed_from": None}
 
 
 def test_edited_data_is_detected_at_its_own_index() -> None:
@@ -75,3 +76,55 @@ def test_a_respelled_but_equal_data_field_fails_verification() -> None:
     entries = chain(3)
     entries[1] = replace(entries[1], data='{"n": 1}')  # same object, not canonical text
     assert walk(entries).first_bad_index == 1
+
+
+LOG_KEY = LogSigner(bytes(range(32)))
+
+
+def signed(entries: list[Entry], signer: LogSigner = LOG_KEY) -> list[Entry]:
+    return [replace(e, signature=signer.sign_entry(e.hash)) for e in entries]
+
+
+def signed_walk(entries: list[Entry], signed_from: int | None = None) -> ChainCheck:
+    check = ChainCheck(signatures=LOG_KEY.verifier.entry_signed, signed_from=signed_from)
+    check.feed(entries)
+    return check
+
+
+def appended(entries: list[Entry], signature: str | None = None) -> list[Entry]:
+    """An entry appended with its hash linked to the head: what a forger with the database
+    but not the log key can write."""
+    last, data = entries[-1], canonical({"forged": True})
+    digest = entry_hash(last.seq + 1, last.ts + 1, "admin", "agent.registered", "did:x", data,
+                        last.hash)
+    forged = Entry(last.seq + 1, last.ts + 1, "admin", "agent.registered", "did:x", data,
+                   last.hash, digest, signature)
+    return [*entries, forged]
+
+
+def test_signed_entries_verify_and_unsigned_ones_only_before_signing_began() -> None:
+    entries = chain(3) + signed(chain(6)[3:])  # an old store: signing began at 3
+    check = signed_walk(entries)
+    assert (check.ok, check.signed_from, check.length) == (True, 3, 6)
+    assert signed_walk(signed(chain(4))).as_json()["signed_from"] == 0
+
+
+def test_a_forged_append_with_the_chain_recomputed_fails_at_its_index() -> None:
+    entries = signed(chain(5))
+    assert walk(appended(entries)).ok  # the hash chain alone is fooled
+    check = signed_walk(appended(entries))
+    assert (check.ok, check.first_bad_index, check.reason) == (False, 5, "unsigned")
+    other = LogSigner(bytes(32))  # a key of the forger's own
+    forged = appended(entries)
+    forged[-1] = replace(forged[-1], signature=other.sign_entry(forged[-1].hash))
+    check = signed_walk(forged)
+    assert (check.ok, check.first_bad_index, check.reason) == (False, 5, "signature")
+    moved = appended(entries, signature=entries[2].signature)  # a real signature, reused
+    assert (signed_walk(moved).first_bad_index, signed_walk(moved).reason) == (5, "signature")
+
+
+def test_stripped_signatures_fail_where_signing_is_known_to_have_begun() -> None:
+    stripped = appended(chain(5))  # every signature removed, then a forged append
+    assert signed_walk(stripped).ok  # indistinguishable from a log before signing
+    check = signed_walk(stripped, signed_from=0)
+    assert (check.first_bad_index, check.reason) == (0, "unsigned")

@@ -227,11 +227,12 @@ def test_an_audit_row_edited_in_the_database_is_reported_at_its_seq(
         False, TAMPERED_SEQ, 6)
 
 
-def test_an_audit_row_edited_and_rehashed_is_caught_by_the_next_link(
+def test_an_audit_row_edited_and_rehashed_is_caught_at_its_own_index(
     chained: tuple[httpx.Client, Tamper],
 ) -> None:
-    # A forger who recomputes the edited row's own hash makes that row self-consistent;
-    # the next row's prev_hash still names the original, so the chain breaks right after.
+    # A forger who recomputes the edited row's own hash makes that row self-consistent, but
+    # cannot sign the new hash with the log key: its signature fails, at its own index
+    # (the hash chain alone breaks only at the next link).
     client, tamper = chained
     entries = client.get("/v1/audit", params={"limit": 10}, headers=ADMIN).json()["entries"]
     row = entries[TAMPERED_SEQ]
@@ -240,7 +241,8 @@ def test_an_audit_row_edited_and_rehashed_is_caught_by_the_next_link(
                         data, row["prev_hash"])
     tamper(f"UPDATE audit SET data = '{data}', hash = '{digest}' WHERE seq = {TAMPERED_SEQ}")
     verdict = client.get("/v1/audit/verify", headers=ADMIN).json()
-    assert (verdict["ok"], verdict["first_bad_index"]) == (False, TAMPERED_SEQ + 1)
+    assert (verdict["ok"], verdict["first_bad_index"], verdict["reason"]) == (
+        False, TAMPERED_SEQ, "signature")
 
 
 def test_an_audit_row_deleted_from_the_database_is_reported_at_its_index(

@@ -1,7 +1,8 @@
 """The audit log as a transparency log, on a real mesh over PostgreSQL and Redis: signed
 checkpoints and RFC 9162 proofs over the API, a checkpoint file kept by `meshsre audit
 checkpoint`, and `meshsre audit verify` finding a consistent rewrite, a truncation and
-forged appends in the database, by index, where the hash chain alone sees nothing."""
+forged appends in the database, by index, where the hash chain alone sees nothing. A forged
+append lacks the log key's signature: the replica refuses to checkpoint over it, too."""
 
 from __future__ import annotations
 
@@ -100,24 +101,25 @@ def _meshsre(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _rows(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT seq, ts, actor, action, subject, data, prev_hash, hash"
-                            " FROM audit ORDER BY seq").fetchall()
+        return conn.execute("SELECT seq, ts, actor, action, subject, data, prev_hash, hash,"
+                            " signature FROM audit ORDER BY seq").fetchall()
 
 
 def _replace(url: str, rows: list[tuple[Any, ...]]) -> None:
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM audit")
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO audit VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            cur.executemany("INSERT INTO audit VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            rows)
 
 
 def _rechained(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The rows with every hash recomputed in order: what an attacker with the database does
-    to make the chain verify again."""
+    to make the chain verify again. Without the log key, the signatures stay as they were."""
     out, prev = [], "0" * 64
-    for seq, ts, actor, action, subject, data, _, _ in rows:
+    for seq, ts, actor, action, subject, data, _, _, signature in rows:
         digest = entry_hash(seq, ts, actor, action, subject, data, prev)
-        out.append((seq, ts, actor, action, subject, data, prev, digest))
+        out.append((seq, ts, actor, action, subject, data, prev, digest, signature))
         prev = digest
     return out
 
@@ -134,35 +136,54 @@ def test_offline_verify_names_the_index_of_each_tampering(
     checkpoint = tmp_path / "checkpoint.json"
     r = _meshsre("checkpoint", "--url", proc.url, "--out", str(checkpoint))
     assert r.returncode == 0, r.stderr
+    witnessed = json.loads(checkpoint.read_text())
+    assert witnessed["signed_from"] == 0  # a fresh store: every entry signed
     assert _verify(url, checkpoint) == (0, {
         "ok": True, "size": AGENTS + 1, "checkpoint_size": AGENTS + 1,
-        "checkpoint_time": json.loads(checkpoint.read_text())["timestamp"], "findings": []})
+        "checkpoint_time": witnessed["timestamp"], "signatures_checked": True, "findings": []})
+    with proc.client() as client:  # a genuine append, signed by the replica
+        register(client)
+        entries = client.get("/v1/audit/entries", params={"start": AGENTS + 1,
+                                                          "end": AGENTS + 2}, headers=ADMIN)
+        assert entries.json()["entries"][0]["signature"]
+    code, report = _verify(url, checkpoint)
+    assert code == 0 and [(f["kind"], f["index"]) for f in report["findings"]] == [
+        ("unwitnessed", AGENTS + 1)]
     original = _rows(url)
+    size = len(original)
     try:
         # A consistent rewrite: entry 3 changed, every hash after it recomputed.
         forged = [*original[:3], (*original[3][:5], '{"forged":true}', *original[3][6:]),
                   *original[4:]]
         _replace(url, _rechained(forged))
-        with proc.client() as client:
-            assert client.get("/v1/audit/verify", headers=ADMIN).json()["ok"]  # chain fooled
-        code, report = _verify(url, checkpoint)
-        assert code == 1 and report["findings"][0]["kind"] == "rewritten"
-        assert report["findings"][0]["index"] == 3
-        # The running mesh's witness refuses to sign over it.
-        _until(lambda: _metric(proc, "agentmesh_audit_checkpoint_refused_total") > 0)
-
-        _replace(url, original[:-2])  # the tail truncated
         code, report = _verify(url, checkpoint)
         assert code == 1 and [(f["kind"], f["index"]) for f in report["findings"]] == [
-            ("truncated", AGENTS - 1)]
+            ("rewritten", 3), ("unwitnessed", AGENTS + 1), ("signature", 3)]
+        # The running mesh refuses to sign over it.
+        _until(lambda: _metric(proc, "agentmesh_audit_chain_valid") == 0)
 
-        seq, ts, actor, _, _, data, _, digest = original[-1]
+        _replace(url, original[:-3])  # the tail truncated
+        code, report = _verify(url, checkpoint)
+        assert code == 1 and [(f["kind"], f["index"]) for f in report["findings"]] == [
+            ("truncated", size - 3)]
+
+        _replace(url, original)
+        _until(lambda: _metric(proc, "agentmesh_audit_chain_valid") == 1)
+        seq, ts, actor, _, _, data, _, digest, _ = original[-1]
         appended = _rechained([*original, (seq + 1, ts + 1, actor, "agent.registered",
-                                           "did:mesh:forged", data, digest, "")])
+                                           "did:mesh:forged", data, digest, "", None)])
         _replace(url, appended)  # an entry forged at the end, chain recomputed
         code, report = _verify(url, checkpoint)
-        assert code == 0 and [(f["kind"], f["index"]) for f in report["findings"]] == [
-            ("unwitnessed", AGENTS + 1)]
+        assert code == 1 and [(f["kind"], f["index"]) for f in report["findings"]] == [
+            ("unwitnessed", AGENTS + 1), ("unsigned", size)]
+        # Online: the replica's walk fails at the forged entry, and no checkpoint covers it.
+        _until(lambda: _metric(proc, "agentmesh_audit_chain_valid") == 0)
+        with proc.client() as client:
+            walk = client.get("/v1/audit/verify", headers=ADMIN).json()
+            assert (walk["ok"], walk["first_bad_index"], walk["reason"]) == (
+                False, size, "unsigned")
+            assert _checkpoint(client)["size"] <= size
+        assert f"audit entry {size} fails verification: it has no signature" in proc.output()
     finally:
         _replace(url, original)
 

@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from mesh.api.common import mesh_of
-from mesh.audit import ChainCheck
 from mesh.auth import authenticate
 from mesh.checkpoint import Checkpoint
 from mesh.errors import Invalid, StoreUnavailable
@@ -62,7 +61,7 @@ async def entries(
 async def verify(request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     await authenticate(mesh, request, admin_only=True)
-    check = await mesh.verify_chain(ChainCheck())
+    check = await mesh.verify_chain(mesh.signed_walk())
     return check.as_json()
 
 

@@ -3,6 +3,9 @@
 Every call runs under a timeout (the driver's own when it bounds such calls), is timed into
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
+
+Given the log key's ``sign_entry``, every audit entry a write appends is signed with it
+(``records.append_audit``); the key itself stays in the process, never in the store.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mesh.breaker import CircuitBreaker
@@ -24,6 +28,17 @@ __all__ = ["Store", "open_store", "records"]
 T = TypeVar("T")
 
 
+EntrySigner = Callable[[str], str]  # an entry's hash (hex) -> its signature (base64)
+
+
+def _signing(work: Work[T], sign: EntrySigner) -> Work[T]:
+    def signed(cur: Any) -> T:
+        cur.audit_signer = sign  # see records.append_audit
+        return work(cur)
+
+    return signed
+
+
 class Store:
     def __init__(
         self,
@@ -31,8 +46,10 @@ class Store:
         metrics: Metrics,
         timeout_s: float = 2.0,
         breaker: CircuitBreaker | None = None,
+        sign_entry: EntrySigner | None = None,
     ) -> None:
         self.driver = driver
+        self.sign_entry = sign_entry
         self.backend = driver.backend
         self.metrics = metrics
         self.timeout_s = timeout_s
@@ -48,6 +65,8 @@ class Store:
                 f" a row; next try within {breaker.reset_after:g}s"
             )
         started = time.perf_counter()
+        if write and self.sign_entry is not None:
+            work = _signing(work, self.sign_entry)
         try:
             try:
                 result = await self._attempt(work, write)
@@ -110,7 +129,9 @@ class Store:
         self.driver.close()
 
 
-def open_store(url: str, metrics: Metrics, timeout_s: float = 2.0) -> Store:
+def open_store(
+    url: str, metrics: Metrics, timeout_s: float = 2.0, sign_entry: EntrySigner | None = None
+) -> Store:
     driver = open_driver(url, timeout_s)
     # A networked database gets a breaker: while it fails over (about 10 s on the Patroni tier)
     # every call would otherwise wait out its connect or pool timeout, holding a worker thread
@@ -119,4 +140,4 @@ def open_store(url: str, metrics: Metrics, timeout_s: float = 2.0) -> Store:
     breaker = None
     if driver.backend == "postgresql":
         breaker = CircuitBreaker("postgres", metrics.breaker_state, threshold=5, reset_after=1.0)
-    return Store(driver, metrics, timeout_s, breaker)
+    return Store(driver, metrics, timeout_s, breaker, sign_entry)

@@ -59,14 +59,19 @@ def append_audit(
     seq, prev = head[0] + 1, head[1]
     text = audit.canonical(data)
     digest = audit.entry_hash(seq, now, actor, action, subject, text, prev)
+    # The Store hands its write cursors the log key's signer; without one (a store opened
+    # by a tool, not a replica) the entry goes unsigned, and verifies only before the first
+    # signed entry.
+    sign = getattr(cur, "audit_signer", None)
+    signature = None if sign is None else sign(digest)
     cur.execute(
-        "INSERT INTO audit (seq, ts, actor, action, subject, data, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, now, actor, action, subject, text, prev, digest),
+        "INSERT INTO audit (seq, ts, actor, action, subject, data, prev_hash, hash, signature)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, now, actor, action, subject, text, prev, digest, signature),
     )
     if hasattr(cur, "audit_head"):
         cur.audit_head = (seq, digest)
-    return audit.Entry(seq, now, actor, action, subject, text, prev, digest)
+    return audit.Entry(seq, now, actor, action, subject, text, prev, digest, signature)
 
 
 def ensure_genesis(cur: Any) -> None:
@@ -374,8 +379,8 @@ def agent_changes(
 def audit_after(after: int, limit: int) -> Callable[[Any], list[audit.Entry]]:
     def work(cur: Any) -> list[audit.Entry]:
         rows = cur.execute(
-            "SELECT seq, ts, actor, action, subject, data, prev_hash, hash FROM audit"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, ts, actor, action, subject, data, prev_hash, hash, signature"
+            " FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
         return [audit.Entry(int(r[0]), float(r[1]), *r[2:]) for r in rows]

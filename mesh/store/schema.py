@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT NOT NULL,
     data TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    signature TEXT
 );
 CREATE TABLE IF NOT EXISTS request_nonces (
     id TEXT PRIMARY KEY,
@@ -76,7 +77,12 @@ def statements(backend: str) -> list[str]:
 
 # Columns added after their table's first release, which CREATE TABLE IF NOT EXISTS leaves
 # out of a store made before them.
-ADDED_COLUMNS = (("agents", "deregistered_at", "DOUBLE PRECISION"),)
+# audit.signature: the log key's signature of the entry's hash (mesh.checkpoint); entries
+# appended before it have none, and verify as appended before signing began.
+ADDED_COLUMNS = (
+    ("agents", "deregistered_at", "DOUBLE PRECISION"),
+    ("audit", "signature", "TEXT"),
+)
 
 
 def add_missing_columns(cur: Any, backend: str) -> None:
