@@ -57,8 +57,12 @@ for t in $(pg_restore --list "$f" | awk '$4 == "TABLE" && $5 == "DATA" {print $7
   echo "MESHSRE-TABLE $t $n"
 done
 echo "MESHSRE-HEAD $(pg_restore --data-only --table=audit --file=- "$f" \
-  | awk -F '\t' 'BEGIN{m=-1} /^COPY /{on=1; next} /^\\\.$/{on=0}
-                 on && $1+0 > m {m=$1+0; h=$NF} END{if (m >= 0) print m, h}')"
+  | awk -F '\t' 'BEGIN{m=-1}
+                 /^COPY /{on=1; cols=$0; sub(/^[^(]*\(/, "", cols); sub(/\).*/, "", cols)
+                          n=split(cols, c, ", "); for (i=1; i<=n; i++) if (c[i]=="hash") hc=i
+                          next}
+                 /^\\\.$/{on=0}
+                 on && $1+0 > m {m=$1+0; h=$hc} END{if (m >= 0) print m, h}')"
 echo "MESHSRE-FILE $(wc -c < "$f" | tr -d ' ') $(sha256sum "$f" | cut -d ' ' -f 1)"
 echo "MESHSRE-DONE"
 """
