@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,16 @@ import httpx
 from meshsre.identity import AgentKey
 
 MESHSRE = str(Path(sys.executable).with_name("meshsre"))
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.005) -> float:
+    """Seconds until ``check()`` held; AssertionError when it never did."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(every)
+    return time.monotonic() - began
 
 
 def meshsre(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

@@ -3,8 +3,7 @@ publishes to it, a real tool upstream, and sidecars in front of it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +46,6 @@ def sample(metrics: str, name: str, **labels: str) -> float | None:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return None
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.005) -> float:
-    """Seconds until ``check()`` held; AssertionError when it never did."""
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(every)
-    return time.monotonic() - began
 
 
 def revoke(mesh: MeshProcess, jti: str) -> None:

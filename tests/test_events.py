@@ -14,7 +14,8 @@ from mesh import events
 from mesh.process import ADMIN_TOKEN, MeshProcess, NatsServer
 from meshsre.identity import AgentKey
 from tests.apiclient import signed
-from tests.sidecarkit import sample, wait_for
+from tests.clusterkit import wait_for
+from tests.sidecarkit import sample
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from mesh.sidecar.process import SidecarProcess
-from tests.sidecarkit import ADMIN, revoke, rig, sample, wait_for
+from tests.clusterkit import wait_for
+from tests.sidecarkit import ADMIN, revoke, rig, sample
 
 
 def _jti(sidecar: SidecarProcess) -> str:

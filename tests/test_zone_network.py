@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ from mesh.local.platform import LocalPlatform
 from mesh.local.spec import ClusterSpec
 from mesh.local.state import StateDir
 from mesh.platform import zone_fault
-from tests.clusterkit import meshsre
+from tests.clusterkit import meshsre, wait_for
 from tests.conftest import temporary_database
 
 needs_root = pytest.mark.skipif(zonenet.unavailable() is not None,
@@ -44,15 +44,6 @@ def test_fault_modes_parse(text: str, parsed: faults.FaultMode) -> None:
 def test_a_bad_fault_mode_says_what_to_write(text: str, says: str) -> None:
     with pytest.raises(faults.FaultModeError, match=says):
         faults.parse(text)
-
-
-def _wait(check: Callable[[], bool], timeout: float, step: float = 0.1) -> float:
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"not true within {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - began
 
 
 def _fault_tables(netns: str) -> str:
@@ -115,7 +106,7 @@ def test_each_zone_has_its_own_namespace_and_addresses(zoned: LocalPlatform,
         assert links[r.zone]["netns"].startswith(zonenet.prefix_of(zoned.paths.root))
     # The replicas reach PostgreSQL on 127.0.0.1 through their gateway: every zone serves
     # (once HAProxy's checks have seen each rise).
-    _wait(lambda: set(_served(front, 4)) == {"a-0", "b-0"}, timeout=10, step=0.5)
+    wait_for(lambda: set(_served(front, 4)) == {"a-0", "b-0"}, timeout=10, every=0.5)
     status = meshsre("status", "--state-dir", str(zoned.paths.root))
     assert "network:       zones (a network namespace each: a 10." in status.stdout
 
@@ -129,7 +120,7 @@ def test_blackhole_drops_everything_and_the_front_door_routes_around(
         assert "inet meshsre_fault" in _fault_tables(f"{zonenet.prefix_of(zoned.paths.root)}-a")
         with pytest.raises(httpx.ConnectTimeout):
             httpx.get(a + "/health/live", timeout=1.0, trust_env=False)
-        _wait(lambda: not next(r for r in zoned.replicas() if r.zone == "a").ready, 5)
+        wait_for(lambda: not next(r for r in zoned.replicas() if r.zone == "a").ready, 5, every=0.1)
         # The replica is not dead, only unreachable: its process still runs.
         assert [s.alive for s in zoned.cluster.status() if s.zone == "a"] == [True]
         time.sleep(3)  # HAProxy: check inter 1s, fall 2, timeout check 1s
@@ -167,10 +158,10 @@ def test_partition_cuts_the_data_tier_but_not_the_front_door(zoned: LocalPlatfor
         # Reachable from the region: its liveness answers at once...
         assert httpx.get(a + "/health/live", timeout=2, trust_env=False).status_code == 200
         # ...but it cannot reach PostgreSQL any more: it says it is not ready.
-        _wait(lambda: httpx.get(a + "/health/ready", timeout=10,
-                                trust_env=False).status_code == 503, timeout=15, step=0.5)
-    _wait(lambda: httpx.get(a + "/health/ready", timeout=5, trust_env=False).status_code == 200,
-          timeout=15, step=0.5)
+        wait_for(lambda: httpx.get(a + "/health/ready", timeout=10,
+                                   trust_env=False).status_code == 503, timeout=15, every=0.5)
+    wait_for(lambda: httpx.get(a + "/health/ready", timeout=5, trust_env=False).status_code == 200,
+             timeout=15, every=0.5)
 
 
 @needs_root
