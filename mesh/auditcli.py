@@ -89,6 +89,10 @@ def _store_entries(url: str) -> list[Entry]:
     from mesh.store import open_store, records
     from mesh.telemetry import Metrics
 
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        # Opening would create an empty database: a reader must leave no file behind.
+        raise click.ClickException(f"no SQLite store at {url.removeprefix('sqlite:///')}")
+
     async def read() -> list[Entry]:
         store = open_store(url, Metrics(CollectorRegistry()), timeout_s=30)
         found: list[Entry] = []

@@ -116,3 +116,13 @@ def test_a_checkpoint_file_keeps_where_signing_began_so_stripped_signatures_fail
     path.write_text(json.dumps({**doc, "signed_from": "0"}))
     with pytest.raises(CheckpointError, match="signed_from"):
         read_checkpoint_file(path)
+
+
+def test_verifying_a_sqlite_store_that_is_not_there_says_so_and_creates_nothing(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "mesh.db"
+    r = subprocess.run([MESHSRE, "audit", "verify", "--storage", f"sqlite:///{missing}"],
+                       capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin"})
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"Error: no SQLite store at {missing}"
+    assert not missing.exists()
