@@ -4,10 +4,12 @@ Entry ``n`` stores ``hash = sha256(canonical({seq, ts, actor, action, subject, d
 prev_hash}))`` with ``prev_hash`` the hash of entry ``n - 1``; entry 0 is the genesis entry.
 Any edited, removed or reordered entry breaks the chain at its own index.
 
-Each entry also carries the log key's signature of its hash (``mesh.checkpoint``), which is
-outside the hash: so a forger who recomputes the chain still cannot sign. Entries appended
-before signing began have none; an entry without one is accepted only below the first signed
-index (``signed_from``), so one missing after a signed entry fails at its own index.
+The last entry of each committed write batch carries the log key's signature of its hash
+(``mesh.checkpoint``), which is outside the hash: a forger who recomputes the chain still cannot
+sign, and a signature covers every entry before it through the chain, so the entries of a batch
+need one signature between them. Entries appended before signing began (below ``signed_from``)
+have none. An unsigned entry after that is accepted once a later valid signature covers it; a
+walk that ends (``ChainCheck.end``) on entries no signature covers fails at the first of them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.merkle import Tree, leaf_hash
@@ -36,8 +38,8 @@ GENESIS_HASH = "0" * 64
 # Why a verify walk fails at an entry (ChainCheck.reason).
 REASONS = {
     "chain": "the hash chain breaks there",
-    "unsigned": "it has no signature by the log key, though an entry before it has",
-    "signature": "its signature is not the log key's",
+    "unsigned": "no signature by the log key covers it, though one covers an entry before it",
+    "signature": "the signature that should cover it is not the log key's",
 }
 _string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what ensure_ascii=False uses
 _encode = json.encoder.JSONEncoder().encode
@@ -108,24 +110,28 @@ def entry_hash(
 
 @dataclass
 class ChainCheck:
-    """State of a verify walk; feed it entries in order, possibly across several calls."""
+    """State of a verify walk; feed it entries in order, possibly across several calls, and
+    call ``end`` once the log's last entry was fed."""
 
     length: int = 0
     head: str = GENESIS_HASH
     first_bad_index: int | None = None
     reason: str | None = None  # why first_bad_index failed: chain, unsigned or signature
-    # When given, each entry's signature is checked with it: (hash, signature) -> valid.
+    # When given, signatures are checked with it: (hash, signature) -> valid.
     signatures: Callable[[str, str], bool] | None = None
     # The first signed index: known from before (a checkpoint file, this replica's earlier
     # walks), else the first signed entry this walk meets.
     signed_from: int | None = None
+    # When given, every entry that verifies becomes a leaf of this Merkle tree; an entry
+    # that waits for a signature to cover it, only once one does.
+    tree: Tree | None = None
+    # The first of the entries, after signing began, that no signature covers yet.
+    uncovered_from: int | None = None
+    _uncovered: list[bytes] = field(default_factory=list, repr=False)  # their leaf hashes
 
     @property
     def ok(self) -> bool:
         return self.first_bad_index is None
-
-    # When given, every entry that verifies becomes a leaf of this Merkle tree.
-    tree: Tree | None = None
 
     def feed(self, entries: Iterable[Entry]) -> None:
         for e in entries:
@@ -134,26 +140,53 @@ class ChainCheck:
                 text = e.envelope()
                 recomputed = hashlib.sha256(text).hexdigest()
                 if e.seq != self.length or e.prev_hash != expected_prev or recomputed != e.hash:
-                    self.first_bad_index, self.reason = self.length, "chain"
-                elif self.signatures is not None and (reason := self._unsigned(e)):
-                    self.first_bad_index, self.reason = self.length, reason
+                    self._fail(self.length, "chain")
+                elif self.signatures is None:
+                    self._verified(e, text)
                 else:
-                    self.head = e.hash
-                    if self.tree is not None:
-                        self.tree.append(leaf_hash(text))
+                    self._signed(e, text)
             self.length += 1
 
-    def _unsigned(self, e: Entry) -> str | None:
-        """Why ``e`` fails its signature check, if it does."""
+    def end(self) -> ChainCheck:
+        """The log ends here: entries no signature covers fail, at the first of them."""
+        if self.uncovered_from is not None:
+            self._fail(self.uncovered_from, "unsigned")
+        return self
+
+    def _signed(self, e: Entry, text: bytes) -> None:
         if e.signature is None:
-            before = self.signed_from is None or self.length < self.signed_from
-            return None if before else "unsigned"
+            if self.signed_from is None or self.length < self.signed_from:
+                self._verified(e, text)  # from before signing began
+                return
+            if self.uncovered_from is None:
+                self.uncovered_from = self.length
+            self.head = e.hash
+            self._uncovered.append(leaf_hash(text))
+            return
         assert self.signatures is not None
         if not self.signatures(e.hash, e.signature):
-            return "signature"
+            # Somewhere from the first uncovered entry to this one the log was changed.
+            first = self.length if self.uncovered_from is None else self.uncovered_from
+            self._fail(first, "signature")
+            return
         if self.signed_from is None:
             self.signed_from = self.length
-        return None
+        if self.tree is not None:
+            for leaf in self._uncovered:
+                self.tree.append(leaf)
+        self._uncovered.clear()
+        self.uncovered_from = None
+        self._verified(e, text)
+
+    def _verified(self, e: Entry, text: bytes) -> None:
+        self.head = e.hash
+        if self.tree is not None:
+            self.tree.append(leaf_hash(text))
+
+    def _fail(self, index: int, reason: str) -> None:
+        self.first_bad_index, self.reason = index, reason
+        self._uncovered.clear()
+        self.uncovered_from = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -169,4 +202,4 @@ class ChainCheck:
 def walk(entries: Iterable[Entry]) -> ChainCheck:
     check = ChainCheck()
     check.feed(entries)
-    return check
+    return check.end()

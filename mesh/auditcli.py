@@ -148,6 +148,7 @@ def checkpoint(url: str | None, token: str | None, out: Path, previous: Path | N
         leaves = [leaf_hash(e.envelope()) for e in covered]
         signed = ChainCheck(signatures=verifier.entry_signed)
         signed.feed(covered)
+        signed.end()
         if not signed.ok:
             raise CheckpointError(
                 f"entry {signed.first_bad_index} of the checkpointed log fails verification"

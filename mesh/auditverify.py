@@ -12,10 +12,10 @@ Relative to the checkpoint, verification finds:
   recomputed the chain (index: the first changed entry);
 - ``chain``: the hash chain itself breaks (index: the first bad link), which also catches an
   edit made after the checkpoint that did not recompute the chain;
-- ``unsigned`` / ``signature``: an entry without the log key's signature at or after the
-  first signed one (the checkpoint file's ``signed_from`` when it has one), or with a
-  signature that is not the key's: a forged entry, appended with the hashes recomputed by
-  someone without the key (index: the first such entry);
+- ``unsigned`` / ``signature``: entries at or after the first signed one (the checkpoint
+  file's ``signed_from`` when it has one) that no later signature by the log key covers, or
+  whose covering signature is not the key's: forged entries, appended with the hashes
+  recomputed by someone without the key (index: the first entry not covered);
 - ``unwitnessed``: entries past the checkpoint, which no checkpoint vouches for yet: genuine
   appends since (signed, so they pass the check above). Reported, not a failure.
 Signatures are checked with the log key given, else the checkpoint file's.
@@ -100,6 +100,7 @@ def verify(
     for entry in entries:
         chain.feed([entry])
         tree.append(leaf_hash(entry.envelope()))
+    chain.end()
     report = Report(tree.size, None if witnessed is None else witnessed.checkpoint, key is not None)
     if witnessed is not None:
         report.findings += _against(tree, witnessed)

@@ -261,6 +261,9 @@ class Mesh:
             )
             check.feed(entries)
             if len(entries) < PAGE:
+                # A short page is the log's end as one committed snapshot saw it, and every
+                # committed batch ends with a signed entry.
+                check.end()
                 break
             await asyncio.sleep(0)
         return check

@@ -9,7 +9,7 @@ and replica come from scrape target labels, not from the process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -378,6 +378,15 @@ class Metrics:
         self.breaker_state: Gauge = make("agentmesh_circuit_breaker_state")  # type: ignore[assignment]
         self.build_info: Gauge = make("agentmesh_build_info")  # type: ignore[assignment]
         self.start_time: Gauge = make("process_start_time_seconds")  # type: ignore[assignment]
+        self._appended: dict[str, Any] = {}
+
+    def appended(self, action: str) -> None:
+        """Counts an audit entry by action; the labelled child is kept, since labels() costs
+        a lock and a lookup every call."""
+        child = self._appended.get(action)
+        if child is None:
+            child = self._appended[action] = self.audit_appends.labels(action)
+        child.inc()
 
 
 # -- The governance sidecar (``meshsre sidecar``): a section of its own, since a sidecar

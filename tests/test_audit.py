@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from mesh.audit import GENESIS_HASH, ChainCheck, Entry, canonical, entry_hash, walk
 from mesh.checkpoint import LogSigner
+from mesh.merkle import Tree, leaf_hash
 
 
 def chain(n: int) -> list[Entry]:
@@ -88,7 +89,7 @@ def signed(entries: list[Entry], signer: LogSigner = LOG_KEY) -> list[Entry]:
 def signed_walk(entries: list[Entry], signed_from: int | None = None) -> ChainCheck:
     check = ChainCheck(signatures=LOG_KEY.verifier.entry_signed, signed_from=signed_from)
     check.feed(entries)
-    return check
+    return check.end()
 
 
 def appended(entries: list[Entry], signature: str | None = None) -> list[Entry]:
@@ -121,6 +122,43 @@ def test_a_forged_append_with_the_chain_recomputed_fails_at_its_index() -> None:
     assert (check.ok, check.first_bad_index, check.reason) == (False, 5, "signature")
     moved = appended(entries, signature=entries[2].signature)  # a real signature, reused
     assert (signed_walk(moved).first_bad_index, signed_walk(moved).reason) == (5, "signature")
+
+
+def batches(entries: list[Entry], tails: set[int]) -> list[Entry]:
+    """The log as write batches leave it: only each batch's last entry signed."""
+    return [replace(e, signature=LOG_KEY.sign_entry(e.hash)) if e.seq in tails else e
+            for e in entries]
+
+
+def test_a_batch_signature_covers_the_entries_before_it() -> None:
+    log = batches(chain(8), {0, 3, 7})
+    check = ChainCheck(signatures=LOG_KEY.verifier.entry_signed, tree=Tree())
+    check.feed(log[:6])  # mid-batch: 4 and 5 wait for the signature at 7
+    assert (check.ok, check.uncovered_from, check.tree.size) == (True, 4, 4)  # type: ignore[union-attr]
+    check.feed(log[6:])
+    assert (check.end().ok, check.signed_from, check.tree.size) == (True, 0, 8)  # type: ignore[union-attr]
+    assert check.tree.root() == Tree([leaf_hash(e.envelope()) for e in log]).root()  # type: ignore[union-attr]
+
+
+def test_a_tail_no_signature_covers_fails_at_its_first_entry() -> None:
+    log = batches(chain(8), {0, 3, 7})
+    stripped = [*log[:7], replace(log[7], signature=None)]
+    assert (signed_walk(stripped).first_bad_index, signed_walk(stripped).reason) == (4, "unsigned")
+    forged = appended(log)
+    assert (signed_walk(forged).first_bad_index, signed_walk(forged).reason) == (8, "unsigned")
+
+
+def test_a_rewrite_inside_a_batch_fails_from_the_batch_s_first_entry() -> None:
+    log = batches(chain(8), {0, 3, 7})
+    # Entry 5 rewritten and the chain recomputed after it: the signature at 7 no longer fits.
+    rewritten, prev = log[:5], log[4].hash
+    for e in log[5:]:
+        subject = "did:forged" if e.seq == 5 else e.subject
+        digest = entry_hash(e.seq, e.ts, e.actor, e.action, subject, e.data, prev)
+        rewritten.append(replace(e, subject=subject, prev_hash=prev, hash=digest))
+        prev = digest
+    check = signed_walk(rewritten)
+    assert (check.first_bad_index, check.reason) == (4, "signature")
 
 
 def test_stripped_signatures_fail_where_signing_is_known_to_have_begun() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from mesh.audit import walk
+from mesh.audit import ChainCheck, walk
+from mesh.checkpoint import LogSigner
 from mesh.errors import Conflict
 from mesh.store import Store, open_store, records
 from mesh.telemetry import Metrics
@@ -21,8 +22,12 @@ def _agent(i: int) -> dict[str, object]:
             "created_at": time.time()}
 
 
-async def _store(url: str) -> Store:
-    store = open_store(url, Metrics(CollectorRegistry()))
+LOG_KEY = LogSigner(bytes(range(32)))
+
+
+async def _store(url: str, signer: LogSigner | None = None) -> Store:
+    sign = None if signer is None else signer.sign_entry
+    store = open_store(url, Metrics(CollectorRegistry()), sign_entry=sign)
     await store.migrate()
     return store
 
@@ -39,7 +44,7 @@ def test_writes_in_one_loop_turn_commit_together_and_a_duplicate_fails_alone(
         url = request.getfixturevalue("pg_url")
 
     async def scenario() -> None:
-        store = await _store(url)
+        store = await _store(url, LOG_KEY)
         batch = [_agent(i) for i in range(10)] + [_agent(3)]
         results = await asyncio.gather(
             *(store.call("create_agent", records.create_agent(a, "t"), write=True)
@@ -50,6 +55,13 @@ def test_writes_in_one_loop_turn_commit_together_and_a_duplicate_fails_alone(
         entries = await store.call("audit_after", records.audit_after(-1, 100))
         check = walk(entries)
         assert check.ok and check.length == 11  # genesis + ten registrations
+        # One signature a batch, on its last entry: the duplicate that came last rolled back
+        # alone, and the entry before it got the signature.
+        signed_at = [e.seq for e in entries if e.signature is not None]
+        assert signed_at[0] == 0 and signed_at[-1] == 10 and len(signed_at) < 11, signed_at
+        signed = ChainCheck(signatures=LOG_KEY.verifier.entry_signed)
+        signed.feed(entries)
+        assert signed.end().ok and signed.signed_from == 0
         stats = await store.call("stats", records.stats)
         assert stats["count"] == 10
         store.close()

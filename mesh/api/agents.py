@@ -6,6 +6,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from mesh import events
 from mesh.api.common import body_schema, decode_b64, mesh_of, read_body
@@ -23,7 +24,7 @@ DidPath = Annotated[str, Path(max_length=100, pattern=r"^[^\x00]*$")]
 
 
 @router.post("/v1/agents", status_code=201, openapi_extra=body_schema(Registration))
-async def register(request: Request) -> dict[str, Any]:
+async def register(request: Request) -> JSONResponse:
     body = await read_body(request, Registration)
     mesh = mesh_of(request)
     public_key = decode_b64(body.public_key, "body.public_key", 32)
@@ -52,8 +53,10 @@ async def register(request: Request) -> dict[str, Any]:
         await mesh.store.call("create_agent", records.create_agent(record, did), write=True)
     except Conflict:
         record["trust_score"] = await _register_again(mesh, record, body.timestamp)
-    mesh.metrics.audit_appends.labels("agent.registered").inc()
-    return record
+    mesh.metrics.appended("agent.registered")
+    # Encoded here: FastAPI's jsonable_encoder walk of the record cost about 2% of a
+    # registration (py-spy under `make bench`), for a dict of plain values.
+    return JSONResponse(record, status_code=201)
 
 
 async def _register_again(mesh: Mesh, record: dict[str, Any], proof_at: int) -> int:
@@ -111,7 +114,7 @@ async def deregister(did: DidPath, request: Request) -> dict[str, Any]:
         await mesh.revocations.publish(jti, now)
     if revoked:
         mesh.metrics.revoked.labels(records.DEREGISTERED_REASON).inc(len(revoked))
-    mesh.metrics.audit_appends.labels("agent.deregistered").inc()
+    mesh.metrics.appended("agent.deregistered")
     # Sidecars drop the agent's credentials and decisions on this event: no event per jti.
     mesh.events.publish(events.deregistered(did, now, mesh.node))
     return {"did": did, "deleted": True, "revoked_credentials": revoked}
@@ -131,6 +134,6 @@ async def set_trust(did: DidPath, request: Request) -> dict[str, Any]:
     mesh.agents.drop(did)
     if score is None:
         raise NotFound(f"no agent {did}", field="path.did")
-    mesh.metrics.audit_appends.labels("trust.changed").inc()
+    mesh.metrics.appended("trust.changed")
     mesh.events.publish(events.trust_changed(did, score, body.reason, now, mesh.node))
     return {"did": did, "trust_score": score}

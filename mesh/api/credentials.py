@@ -52,7 +52,7 @@ async def issue(request: Request) -> dict[str, Any]:
         write=True,
     )
     mesh.metrics.issued.inc()
-    mesh.metrics.audit_appends.labels("credential.issued").inc()
+    mesh.metrics.appended("credential.issued")
     return {
         "token": credential["token"],
         "jti": credential["jti"],
@@ -98,5 +98,5 @@ async def revoke(
     await mesh.revocations.publish(jti, revoked_at)
     mesh.events.publish(events.revoked(did, jti, body.reason, revoked_at, mesh.node))
     mesh.metrics.revoked.labels(body.reason).inc()
-    mesh.metrics.audit_appends.labels("credential.revoked").inc()
+    mesh.metrics.appended("credential.revoked")
     return {"jti": jti, "did": did, "reason": body.reason, "revoked_at": revoked_at}

@@ -51,7 +51,7 @@ async def decide_tool_call(request: Request) -> dict[str, Any]:
         mesh.agents.drop(body.did)
         trust = trust if new is None else new
         mesh.metrics.violations.labels(policy, decision.rule).inc()
-        mesh.metrics.audit_appends.labels("policy.violation").inc()
+        mesh.metrics.appended("policy.violation")
         mesh.events.publish(
             events.violation(
                 body.did, policy, decision.rule, body.tool, body.action, now, mesh.node

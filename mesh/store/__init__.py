@@ -4,8 +4,8 @@ Every call runs under a timeout (the driver's own when it bounds such calls), is
 ``agentmesh_storage_operation_duration_seconds`` and counted in ``agentmesh_storage_errors``
 when it fails, so a slow or dead database shows up in metrics, not only in latency.
 
-Given the log key's ``sign_entry``, every audit entry a write appends is signed with it
-(``records.append_audit``); the key itself stays in the process, never in the store.
+Given the log key's ``sign_entry``, the last audit entry each write batch appends is signed
+with it (``records.sign_tail``); the key itself stays in the process, never in the store.
 """
 
 from __future__ import annotations

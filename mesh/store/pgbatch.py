@@ -110,6 +110,7 @@ class DeferredCursor:
 
     def __init__(self, audit_head: tuple[int, str]) -> None:
         self.audit_head: tuple[int, str] | None = audit_head  # see records.append_audit
+        self.audit_unsigned: tuple[int, str] | None = None  # see records.sign_tail
         self.statements = Statements()
 
     def execute(self, sql: str, params: Params = ()) -> DeferredCursor:

