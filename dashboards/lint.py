@@ -21,6 +21,7 @@ from typing import Any
 import promql_parser as pp
 
 from alerts.catalog import LINKS, sli_windows
+from alerts.datatier import SERIES as DATA_TIER_SERIES
 from dashboards.layout import SCHEMA_VERSION
 from dashboards.panels import DATASOURCE, RATE
 from mesh.telemetry import CONTRACT
@@ -40,6 +41,8 @@ for _m in CONTRACT:
 KNOWN_SERIES["up"] = (_TARGET_LABELS, False)
 KNOWN_SERIES["scrape_duration_seconds"] = (_TARGET_LABELS, False)  # Prometheus's, per target
 KNOWN_SERIES["ALERTS"] = (None, False)  # alert labels vary by rule
+for _name in DATA_TIER_SERIES:  # Patroni's and etcd's own, scraped per member
+    KNOWN_SERIES[_name] = (_TARGET_LABELS | {"member"}, False)
 for _rule in (*(f"slo:sli_error:ratio_rate{w}" for w in sli_windows()), "slo:objective:ratio",
               "slo:error_budget:ratio", "slo:current_burn_rate:ratio",
               "slo:period_error_budget_remaining:ratio", "sloth_slo_info"):

@@ -1,11 +1,14 @@
-"""Zones and resilience: replicas ready per zone, load shedding, circuit breakers, storage and
-revocation propagation. The page to open during an AZ failure."""
+"""Zones and resilience: replicas ready per zone, load shedding, circuit breakers, storage,
+the zonal data tier and revocation propagation. The page to open during an AZ failure."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from grafanalib.core import Dashboard
 
 from alerts.catalog import CATALOG
+from alerts.datatier import ETCD_JOB, LAG_BYTES, PATRONI_JOB
 from dashboards.layout import Grid, dashboard
 from dashboards.panels import (
     MESH,
@@ -129,6 +132,46 @@ def _storage(g: Grid) -> None:
                      stack=True), 8, 8)
 
 
+_P, _E = f'job="{PATRONI_JOB}"', f'job="{ETCD_JOB}"'
+
+
+def _per_member(title: str, description: str, series: str, job: str,
+                states: dict[int, tuple[str, str]], alerts: list[str]) -> Any:
+    """A 0/1 series of each data-tier member as named states over time."""
+    return state_timeline(title, description,
+                          [(f"max by (zone, member) ({series}{{{job}}})", "{{zone}} {{member}}")],
+                          "none", mappings=[value_text(states)],
+                          thresholds=steps(states[0][1], (1, states[1][1])), alerts=alerts)
+
+
+def _data_tier(g: Grid) -> None:
+    # Patroni's and etcd's own metrics (`--storage patroni`); empty on any other storage.
+    g.row("Data tier (Patroni and etcd)")
+    g.add(_per_member("PostgreSQL role per member", "patroni_primary of each member: which "
+                      "zone holds the primary, and when it moved. A gap is a member that "
+                      "Prometheus could not scrape (down, or its zone cut off).",
+                      "patroni_primary", _P, {0: ("standby", "blue"), 1: ("primary", "green")},
+                      ["MeshDatabaseNoPrimary", "MeshDatabasePrimaryChanged"]), 12, 8)
+    g.add(timeseries("Timeline", "The highest PostgreSQL timeline: it grows by one with every "
+                     "promotion, so a step is a failover.",
+                     [(f"max(patroni_postgres_timeline{{{_P}}})", "timeline")], "short",
+                     alerts=["MeshDatabasePrimaryChanged"]), 12, 8)
+    g.add(timeseries("Replication lag per standby", "Bytes of WAL each standby has yet to "
+                     "receive from the primary. The dashed line is maximum_lag_on_failover: "
+                     "a standby beyond it is not promoted.",
+                     [(f"max by (job) (patroni_xlog_location{{{_P}}}) - on (job) group_right ()"
+                       f" (patroni_xlog_received_location{{{_P}}} and on (instance)"
+                       f" patroni_replica{{{_P}}} == 1)", "{{zone}} {{member}}")], "bytes",
+                     min_value=0, thresholds=steps("green", (LAG_BYTES, "red")),
+                     alerts=["MeshDatabaseReplicationLagHigh"]), 12, 8)
+    g.add(_per_member("etcd leader per member", "etcd_server_has_leader of each member: "
+                      "without a leader Patroni cannot renew its key, the primary demotes "
+                      "itself and no failover can happen.",
+                      "etcd_server_has_leader", _E,
+                      {0: ("no leader", "red"), 1: ("leader known", "green")},
+                      ["MeshEtcdQuorumLost"]), 12, 8)
+
+
 def _recovery(g: Grid) -> None:
     g.row("Backups and revocation")
     g.add(backup_age_stat(), 6, 6)
@@ -153,8 +196,9 @@ def build() -> Dashboard:
     _shedding(g)
     _breakers(g)
     _storage(g)
+    _data_tier(g)
     _recovery(g)
     return dashboard(UID, "meshsre / Zones and resilience",
-                     "Replicas ready per zone, load shedding, circuit breakers, storage latency "
-                     "and revocation propagation.", g,
+                     "Replicas ready per zone, load shedding, circuit breakers, storage latency, "
+                     "the zonal data tier and revocation propagation.", g,
                      variables=mesh_variables(), module="dashboards/zones.py")

@@ -26,6 +26,8 @@ import pytest
 
 from alerts.datatier import SERIES
 from chaos.failover import FailoverDrill, SqlLedger, recovery_point, run_data_fault
+from dashboards.build import all_dashboards
+from dashboards.lint import metric_names, queries
 from mesh.local import datatier, procs
 from mesh.local.cluster import Cluster
 from mesh.local.errors import ClusterError
@@ -217,6 +219,13 @@ def test_the_data_failover_drill_on_an_async_tier_records_rpo_alerts_and_detecti
             time.sleep(1)
         assert names >= SERIES, SERIES - names
         assert scraped == {"patroni": "3", "etcd": "3"}
+        # The dashboards' data-tier panels (skipped by the live check on SQLite) have data.
+        panels = [(where, q) for board in all_dashboards() for where, q in queries(board)
+                  if not where.startswith("variable") and metric_names(q) <= SERIES]
+        assert len(panels) >= 4
+        empty = [where for where, q in panels
+                 if not _prometheus(prom, "query", query=q)["result"]]
+        assert empty == []
         out = state_dir / "out"
         done = meshsre("chaos", "data-failover", "--state-dir", str(cluster.paths.root),
                        "--out", str(out), "--run-id", "drill", timeout=400)
