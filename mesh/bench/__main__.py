@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -229,6 +230,7 @@ def main() -> None:
             results[backend]["revocation"] = _ms_quantiles(_revocation_delays(db, 100))
     finally:
         drop_pg()
+        shutil.rmtree(work, ignore_errors=True)  # a run's signed requests: hundreds of MB
     record = {
         "schema": "meshsre.bench/v1",
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
