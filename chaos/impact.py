@@ -1,4 +1,5 @@
-"""What the clients saw across a zone fault, from the stopped load's record (``load.json``).
+"""What the clients saw across a fault (a zone's, or the data tier's primary killed), from the
+stopped load's record (``load.json``).
 
 Per second, the worst route's p99 *corrected* latency (from the intended send time, so a
 stalled connection counts for every request queued behind it: no coordinated omission) and
@@ -72,6 +73,11 @@ def impact(series: Sequence[Mapping[str, Any]], fault_at: float, seconds: float,
 def expected(mode: str, door: Mapping[str, Any] | None) -> tuple[float | None, str]:
     """The time to recover the front door's settings allow in ``mode`` (None: no bound, the
     fault lasts as long as it is on), and why, quoting the settings."""
+    if mode == "data":
+        return None, ("the PostgreSQL primary is gone in every zone at once: no write commits"
+                      " until Patroni promotes a standby and the front door's PostgreSQL"
+                      " frontend, checking each member's /primary, moves to it (the failover"
+                      " time); the replicas' breaker then lets a call through within 1 s")
     if not door:
         return None, "the front door's settings are not known on this platform"
     c, f, fall = door["timeout_check"], door["check_fastinter"], door["fall"]
@@ -103,22 +109,30 @@ def expected(mode: str, door: Mapping[str, Any] | None) -> tuple[float | None, s
                   " (200 ms and more) for as long as the fault lasts")
 
 
-def client_impact(settle: float = 5.0, configuration: Mapping[str, Any] | None = None,
+def client_impact(settle: float = 5.0, mode: str = "",
+                  configuration: Mapping[str, Any] | None = None,
                   secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Latency and errors by kind across the fault, once the load has stopped; recorded as the
-    drill's measurements, never failing it (the hypothesis and the objectives judge)."""
+    drill's measurements, never failing it (the hypothesis and the objectives judge). The
+    fault is on for the seconds the drill observed it, else (a fault only the rollback ends,
+    as the data tier's) until the load stopped; ``mode`` names it when the drill notes none."""
     notes = runstate.notes(configuration)
     fault_at = (notes.get("fault") or {}).get("started_at")
-    seconds = (notes.get("measurements") or {}).get("observed_seconds")
+    measured = notes.get("measurements") or {}
     load_dir = (notes.get("load") or {}).get("dir")
-    if fault_at is None or seconds is None or not load_dir:
-        raise ActivityFailed("no fault, observation or load was recorded for this run")
+    if fault_at is None or not load_dir:
+        raise ActivityFailed("no fault or load was recorded for this run")
     path = Path(load_dir) / RECORD
     if not path.exists():
         raise ActivityFailed(f"the load's record is not there yet ({path}): stop the load first")
-    result = impact(read_load(path)["series"], float(fault_at), float(seconds), float(settle))
-    measured = notes.get("measurements") or {}
-    bound, why = expected(str(measured.get("mode") or "power"), measured.get("front_door"))
+    series = read_load(path)["series"]
+    seconds = measured.get("observed_seconds")
+    if seconds is None:
+        if not series:
+            raise ActivityFailed(f"the load recorded no requests ({path})")
+        seconds = series[-1]["t"] + 1 - float(fault_at)
+    result = impact(series, float(fault_at), float(seconds), float(settle))
+    bound, why = expected(str(measured.get("mode") or mode or "power"), measured.get("front_door"))
     result |= {"expected_ttr_seconds": bound, "expected_ttr_explained": why}
     notes.merge("measurements", {k: v for k, v in result.items() if k != "timeline"})
     notes.merge("measurements", {"client_timeline": result["timeline"]})

@@ -206,6 +206,15 @@ def load_is_running(window: float = 10.0, configuration: Mapping[str, Any] | Non
     return result
 
 
+def run_for(seconds: float = 30.0, configuration: Mapping[str, Any] | None = None,
+            secrets: Mapping[str, Any] | None = None) -> float:
+    """Lets the load run ``seconds`` more, so that what follows (the steady state after a
+    fault, say) is judged on the clients' requests since. Returns the seconds waited."""
+    seconds = float(seconds)  # `--var` values arrive as text
+    time.sleep(seconds)
+    return seconds
+
+
 def _locust_children(pid: int) -> list[psutil.Process]:
     try:
         kids = psutil.Process(pid).children(recursive=True)

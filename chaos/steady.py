@@ -85,7 +85,8 @@ def client_within(window: float = 30.0, factor: float | None = None,
     noted = runstate.notes(configuration).get("load")
     if not noted:
         raise ActivityFailed("no load was started for this run (is the chaos.load control on?)")
-    view = load.client_view(load.history(Path(noted["dir"])), window)
+    # `--var` values arrive as text
+    view = load.client_view(load.history(Path(noted["dir"])), float(window))
     limit = limit_of(slo("api-availability"), factor)
     ratio = view.error_ratio
     return {**view.as_json(), "limit": limit, "within": ratio is not None and ratio <= limit}

@@ -160,7 +160,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agentmesh_audit_chain_valid",
         "gauge",
-        "1 when the audit chain verified end to end on the last check, 0 when it is broken.",
+        "1 when the audit chain verified end to end on the last check, 0 when it is broken,"
+        " NaN until the replica's first check.",
     ),
     MetricSpec(
         "agentmesh_audit_chain_length",

@@ -138,14 +138,14 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
                                        if not e["passed"]])
     return {"availability": avail, "latency": latency, "burn": burn, "zones": zones,
             "propagation": propagation, "trend": trend_chart,
-            **_zone_fault_charts(report["chaos"]),
+            **_fault_charts([*report["chaos"], *report["drills"]]),
             **_governance_charts(report["governance"])}
 
 
-def _zone_fault_charts(experiments: list[dict[str, Any]]) -> dict[str, str]:
-    """Each AZ failure's clients side by side, seconds from its fault's start: p99 from the
-    intended send time, and failed requests."""
-    runs = [e for e in experiments if e["client_timeline"] and e["fault"]]
+def _fault_charts(experiments: list[dict[str, Any]]) -> dict[str, str]:
+    """The clients of each fault (every AZ failure mode, and the data fault) side by side,
+    seconds from its start: p99 from the intended send time, and failed requests."""
+    runs = [e for e in experiments if e.get("client_timeline") and e.get("fault")]
     if not runs:
         return {}
 
@@ -157,13 +157,13 @@ def _zone_fault_charts(experiments: list[dict[str, Any]]) -> dict[str, str]:
     # The timelines end before each drill's rollback: the fault is on from 0 to their end.
     on = max(e["client_timeline"][-1]["t"] - float(e["fault"]["started_at"]) for e in runs)
     common: dict[str, Any] = {"x0": 0.0, "bands": [Band(0.0, on, "fault on")]}
-    latency = line_chart("Clients across each zone fault: p99 from the intended send time",
+    latency = line_chart("Clients across each fault: p99 from the intended send time",
                          [line(e, "p99_corrected_ms", True) for e in runs], y_label="ms (log)",
                          log=True, **common)
-    errors = line_chart("Clients across each zone fault: failed requests",
+    errors = line_chart("Clients across each fault: failed requests",
                         [line(e, "failures") for e in runs], y_label="per second", y_min=0.0,
                         **common)
-    return {"zone_fault_latency": latency, "zone_fault_errors": errors}
+    return {"fault_latency": latency, "fault_errors": errors}
 
 
 def _governance_charts(governance: dict[str, Any]) -> dict[str, str]:

@@ -112,6 +112,7 @@ def _variables(job: Nightly, name: str) -> list[str]:
         "load_rate": s.rate if name == "az-failure" else s.drill_load_rate,
         "load_users": s.users, "load_warmup": s.warmup_seconds,
         "observe_seconds": s.observe_seconds, "detect_timeout": s.detect_timeout,
+        **({"rounds": s.revocation_rounds} if name == "revocation" else {}),
         **s.variables}
     return [f"--var={k}={v}" for k, v in sorted(wanted.items()) if k in known]
 

@@ -1,27 +1,31 @@
-"""`meshsre nightly` end to end with NIGHTLY_QUICK=1 on a fresh local cluster (218 s on two
-busy cores, the AZ failure in the blackhole mode): every stage runs, the report exists, no
-chart is empty, its verdicts are the records', and nothing is left running."""
+"""`meshsre nightly` end to end with NIGHTLY_QUICK=1 on a fresh local cluster on the Patroni
+tier (the AZ failure in the blackhole mode, and the data fault): every stage runs, the report
+exists, no chart is empty, its verdicts are the records', and nothing is left running."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mesh.local import procs
+from mesh.local import datatier, procs
+from mesh.local.state import StateDir
 from tests.clusterkit import MESHSRE
 
-# The quick night fails a zone in one mode, blackhole (a full night runs every mode).
+# The quick night fails a zone in one mode, blackhole, and the data tier's primary (a full
+# night runs every mode).
 STAGES = ["up", "steady-load", "governance", "az-failure-blackhole", "backup-restore",
-          "revocation", "event-stream", "security", "report", "down"]
+          "revocation", "event-stream", "data-failover", "security", "report", "down"]
 
 
 def _nightly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # pytest's tmp_path is 0700: as root, the Patroni tier keeps its members elsewhere.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MESH", "NIGHTLY_"))}
     return subprocess.run([MESHSRE, "nightly", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=600,
@@ -36,7 +40,10 @@ def _json(path: Path) -> dict[str, Any]:
 @pytest.mark.slow
 def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
         tmp_path: Path) -> None:
-    done = _nightly(tmp_path, NIGHTLY_QUICK="1", NIGHTLY_RUN_ID="ci-nightly")
+    try:
+        done = _nightly(tmp_path, NIGHTLY_QUICK="1", NIGHTLY_RUN_ID="ci-nightly")
+    finally:  # the data tier's members, kept outside the 0700 tmp_path (the job keeps data)
+        shutil.rmtree(datatier.spare_dir(StateDir(tmp_path / "state")), ignore_errors=True)
     print(done.stdout[-6000:])
     run = tmp_path / "out" / "ci-nightly"
     manifest = _json(run / "run.json")
@@ -51,7 +58,7 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     # The report exists, with every chart drawn.
     report = _json(run / "slo-report.json")
     html = (run / "slo-report.html").read_text()
-    # 8, and the clients' latency and errors across the zone fault.
+    # 8, and the clients' latency and errors across each fault (the zone's, the data tier's).
     assert html.count("<svg") == 10 and 'data-empty="true"' not in html
     assert (run / "slo-report.md").read_text().startswith("<!-- Generated")
     assert [e["run_id"] for e in report["trend"]] == ["ci-nightly"]
@@ -59,7 +66,7 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     # Its verdicts are the records' verdicts.
     chaos = {p.stem.removeprefix("chaos-"): _json(p) for p in run.glob("chaos-*.json")}
     assert set(chaos) == {"az-failure-blackhole", "backup-restore", "revocation",
-                          "event-stream"}
+                          "event-stream", "data-failover"}
     judged = {e["name"]: e["passed"] for e in report["chaos"] + report["drills"]}
     assert judged == {name: rec["passed"] for name, rec in chaos.items()}
     for row in report["slos"]:
@@ -82,8 +89,9 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     assert "Revocation to enforcement on every sidecar" in html
     # Live alert quality: the zone drill is caught by its page, and precision is reported.
     live = report["alert_quality"]["live"]
-    (zone_drill,) = live["drills"]
-    assert zone_drill["drill"] == "az-failure-blackhole"
+    caught = {d["drill"]: d for d in live["drills"]}
+    assert set(caught) == {"az-failure-blackhole", "data-failover"}, live["drills"]
+    zone_drill = caught["az-failure-blackhole"]
     assert zone_drill["caught_by"] in ("MeshZoneDown", "MeshZoneSlow")  # whichever came first
     assert zone_drill["ttd_s"] == chaos["az-failure-blackhole"]["measurements"]["ttd_seconds"]
     assert re.search(r"alerts: live precision ([\d.]+|no page) \(\d+ pages?, ", done.stdout)
@@ -105,6 +113,13 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
     failed = any(b["kind"] in ("slo", "drill", "alerts", "check")
                  for b in report["verdict"]["breaches"])
     assert done.returncode == (1 if failed else 0), done.stdout[-3000:] + done.stderr
+    # The data fault: a standby promoted, no acknowledged write lost (synchronous), and its
+    # clients in the report's row and charts.
+    data = chaos["data-failover"]["measurements"]
+    assert data["new_primary"] != data["failed_primary"] and data["writes_lost"] == 0, data
+    assert data["client_timeline"] and data["errors_by_kind"] is not None, data
+    (row,) = [d["failover"] for d in report["drills"] if d["failover"]]
+    assert row["failover_seconds"] == data["failover_seconds"]
     az = chaos["az-failure-blackhole"]["measurements"]
     # A blackholed zone costs the clients at most what the front door's timeouts allow.
     assert az["ttr_latency_seconds"] is not None
@@ -113,6 +128,8 @@ def test_a_quick_nightly_runs_every_stage_and_reports_what_its_records_say(
           f" {az['ttr_seconds']} s by errors, {az['ttr_latency_seconds']} s by latency"
           f" (bound {az['expected_ttr_seconds']} s), errors {az['errors_by_kind']},"
           f" RTO {chaos['backup-restore']['measurements']['rto_seconds']} s,"
+          f" data failover {data['failover_seconds']} s (TTD {data['ttd_seconds']} s,"
+          f" {data['ttd_alert']}), errors {data['errors_by_kind']},"
           f" revocation p99 {chaos['revocation']['measurements']['p99_seconds']} s,"
           f" governance overhead p99 {job['overhead']['p99_overhead_ms']} ms (ratio"
           f" {job['overhead']['p99_ratio']}), sidecars without the stream p99"

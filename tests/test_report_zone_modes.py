@@ -49,7 +49,7 @@ def test_each_mode_has_its_row_and_the_faults_are_charted_side_by_side(
     assert (bh["mode"], bh["ttr_latency_s"], bh["expected_ttr_s"]) == ("blackhole", 5.7, 7.5)
     assert bh["errors_by_kind"]["5xx"] == 1
     html = built.files["html"].read_text()
-    assert "Clients across each zone fault: p99 from the intended send time" in html
+    assert "Clients across each fault: p99 from the intended send time" in html
     assert 'data-series="blackhole" data-points="35"' in html
     assert "at most 2.5 + 5 = 7.5 s" in html
     md = built.files["md"].read_text()

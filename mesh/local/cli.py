@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mesh.local import datatier
 from mesh.local.errors import ClusterError, NotUpError
 from mesh.local.spec import OPTIONAL_COMPONENTS, ClusterSpec
 from mesh.local.state import StateDir
@@ -190,6 +191,9 @@ def down(purge: bool, state_dir: Path) -> None:
     if purge and paths.root.exists():
         shutil.rmtree(paths.root)
         click.echo(f"removed {paths.root}")
+    if purge and (spare := datatier.spare_dir(paths)).exists():
+        shutil.rmtree(spare)  # data-tier members kept outside the state dir (as root)
+        click.echo(f"removed {spare}")
 
 
 @click.command()

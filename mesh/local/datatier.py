@@ -11,6 +11,7 @@ the `postgres` user, and their data directories, under the state dir, belong to 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -153,7 +154,7 @@ def plan(
                 zone=z,
                 ready_path="/health",  # 200 once its PostgreSQL runs (a standby: streams)
                 log=str(paths.logs / f"pg-{z}.log"),
-                argv=[*_as_db_user(), patroni, str(paths.config / f"patroni-{z}.yml")],
+                argv=[*_as_db_user(), patroni, str(config_file(paths, z))],
             )
         )
     frontend = f"127.0.0.1:{take('127.0.0.1', _FRONTEND_OFFSET)}"
@@ -167,8 +168,33 @@ def plan(
     return components, info
 
 
+# Where members live when the database user cannot reach the state dir (see member_dir).
+_SPARE_ROOT = Path("/var/tmp")
+
+
+def spare_dir(paths: StateDir) -> Path:
+    """This cluster's own directory for its members outside the state dir, by the state dir's
+    absolute path, so that two clusters never share one."""
+    digest = hashlib.sha256(str(paths.root.resolve()).encode()).hexdigest()[:12]
+    return _SPARE_ROOT / f"meshsre-{digest}"
+
+
 def member_dir(paths: StateDir, zone: str) -> Path:
-    return paths.data / f"pg-{zone}"
+    """A Patroni member's home (its data directory inside). As root, PostgreSQL runs as the
+    database user, who must be able to walk down to it: a state dir where it cannot (a clone
+    under /root, a 0700 temporary directory) keeps its members in ``spare_dir`` instead, so
+    that `meshsre up --storage patroni` works wherever the repository is."""
+    home = paths.data / f"pg-{zone}"
+    if os.geteuid() != 0 or _reachable(paths.root / "data", pwd.getpwnam(_DB_USER).pw_uid):
+        return home
+    return spare_dir(paths) / f"pg-{zone}"
+
+
+def config_file(paths: StateDir, zone: str) -> Path:
+    """A member's Patroni configuration: beside its home when that is outside the state dir,
+    where the database user can read it."""
+    home = member_dir(paths, zone)
+    return (paths.config if home.parent == paths.data else home.parent) / f"patroni-{zone}.yml"
 
 
 def _patroni_config(member: Component, info: dict[str, Any], paths: StateDir) -> dict[str, Any]:
@@ -252,6 +278,9 @@ def render(members: list[Component], info: dict[str, Any], paths: StateDir) -> l
         # the scope is new, so what an earlier run left cannot join it.
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(paths.data / f"etcd-{m.zone}", ignore_errors=True)
+        if home.parent != paths.data:  # spare_dir: others may walk through, not list it
+            home.parent.mkdir(mode=0o711, exist_ok=True)
+            home.parent.chmod(0o711)
         home.mkdir(parents=True, mode=0o700)
         if owner is not None:
             if not _reachable(home, owner.pw_uid):
@@ -260,7 +289,7 @@ def render(members: list[Component], info: dict[str, Any], paths: StateDir) -> l
                     f"(chmod o+x on each directory above it, or --state-dir elsewhere)"
                 )
             os.chown(home, owner.pw_uid, owner.pw_gid)
-        path = paths.config / f"patroni-{m.zone}.yml"
+        path = config_file(paths, m.zone or "")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_patroni_config(m, info, paths), indent=2, sort_keys=True))
         written.append(path)
