@@ -139,7 +139,14 @@ def test_loss_slows_the_zone_without_taking_it_down(zoned: LocalPlatform) -> Non
         with httpx.Client(timeout=30, trust_env=False) as c:
             for _ in range(n):
                 began = time.perf_counter()
-                assert c.get(a + "/health/live").status_code == 200
+                try:
+                    answer = c.get(a + "/health/live")
+                except httpx.RemoteProtocolError:
+                    # The replica may close the kept-alive connection (its keep-alive timeout
+                    # runs out while lost segments are retransmitted) just as this request is
+                    # sent on it: a client opens a new one. Once; a second loss is a failure.
+                    answer = c.get(a + "/health/live")
+                assert answer.status_code == 200
                 took.append(time.perf_counter() - began)
         return took
 
