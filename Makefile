@@ -113,7 +113,7 @@ deploy-manifests: setup ## Copy the generated PrometheusRule and dashboards into
 # The nightly job (reports/): up -> steady load -> AZ failure under load -> backup-restore and
 # revocation drills -> SLO report -> down. NIGHTLY_QUICK=1 runs it in about two minutes; every
 # NIGHTLY_* duration and rate can be overridden (see reports/settings.py).
-nightly: setup ## The nightly SLO job on a fresh local cluster; report in reports/out/<run-id>/slo-report.html (NIGHTLY_QUICK=1: ~2 min)
+nightly: setup ## The nightly SLO job on a fresh local cluster; report in reports/out/<run-id>/slo-report.html (NIGHTLY_QUICK=1: under 5 min, blackhole and the data fault)
 	$(MESHSRE) nightly
 
 report: setup ## Rebuild the SLO report of a run: RUN=reports/out/<run-id> [PROMETHEUS=URL]
