@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: system-packages $(VENV)/.installed ## Install the Debian packages it runs (apt-get, as root) and .venv with meshsre (idempotent)
+setup: system-packages $(VENV)/.installed ## Install the Debian packages it runs (apt-get, as root), .venv with meshsre and the pinned Patroni (idempotent)
+	@scripts/install-patroni $(PY)
 
 system-packages:
 	@scripts/system-packages

@@ -38,7 +38,7 @@ def _alerts() -> list[dict[str, Any]]:
             "1m", "page",
             "The data tier has no PostgreSQL primary.",
             "No member of {{ $labels.job }} has been the primary for a minute: every write of"
-            " the mesh fails. A failover takes about 10 s; this one did not happen.",
+            " the mesh fails. A failover takes about 20 s; this one did not happen.",
         ),
         alert(
             "MeshDatabasePrimaryChanged",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from chaoslib.exceptions import ActivityFailed
 
-from chaos import load, runstate, steady
+from chaos import datazone, load, runstate, steady
 from mesh import faults
 from mesh.local.webhook import read_alerts
 from mesh.platforms import get_platform
@@ -29,7 +29,13 @@ FLUSH_WAIT_S = 15.0  # Locust flushes its history every 5 s; allow for a slow ma
 
 
 def _zone(configuration: Mapping[str, Any] | None, zone: str) -> str:
-    return zone or str(runstate.setting(configuration, "zone", "MESHSRE_CHAOS_ZONE", "a"))
+    """The zone to fail; ``primary``: the one holding the PostgreSQL primary when the fault
+    began (resolved once, then read back from the run's notes)."""
+    zone = zone or str(runstate.setting(configuration, "zone", "MESHSRE_CHAOS_ZONE", "a"))
+    if zone != datazone.PRIMARY:
+        return zone
+    return str(runstate.notes(configuration).get("measurements", {}).get("zone")
+               or datazone.primary_zone())
 
 
 def _fault_at(configuration: Mapping[str, Any] | None) -> float:
@@ -56,6 +62,7 @@ def fail_zone(zone: str = "", mode: str = "", configuration: Mapping[str, Any] |
     others = [r for r in platform.replicas() if r.zone != zone and r.ready]
     if not others:
         raise ActivityFailed(f"refusing to fail zone {zone}: no replica elsewhere is ready")
+    datazone.watch(zone, configuration)
     result = platform.fail_zone(zone, mode)
     runstate.notes(configuration).merge("measurements", {
         "zone": zone, "mode": mode, "platform": platform.name,

@@ -135,6 +135,13 @@ def experiments(run: RunRecords) -> list[dict[str, Any]]:
             "expected_ttr_s": m.get("expected_ttr_seconds"),
             "expected_ttr_explained": m.get("expected_ttr_explained"),
             "client_timeline": m.get("client_timeline") or [],
+            # The Patroni tier across the zone's fault (chaos.datazone); None without one.
+            "data": None if "data_role" not in m else {
+                k: m.get(k) for k in ("data_role", "data_member", "replication",
+                                      "failed_primary", "new_primary", "failover_seconds",
+                                      "sql_writes_paused_seconds", "sql_writes_acked",
+                                      "sql_writes_lost", "rpo_seconds", "lag_bytes_before",
+                                      "lag_bytes_during", "data_tier_whole_again")},
         })
     return out
 

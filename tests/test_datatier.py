@@ -10,6 +10,8 @@ Patroni can reach its data directories (pytest's own tmp dirs are 0700 as root).
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import shutil
 import subprocess
@@ -35,6 +37,7 @@ from mesh.local.platform import LocalPlatform
 from mesh.local.render import render_all
 from mesh.local.spec import ClusterSpec, find_binary, plan
 from mesh.local.state import StateDir
+from mesh.platform import zone_fault
 from tests.clusterkit import meshsre, register
 from tests.services import pg_admin_url
 
@@ -76,14 +79,14 @@ def _patroni_configs(root: Path, replication: str) -> dict[str, dict[str, object
             for m in state.data_members()}
 
 
-def test_the_replication_setting_turns_patronis_synchronous_mode_on_or_off(
+def test_the_replication_setting_turns_patronis_quorum_commit_on_or_off(
         state_dir: Path) -> None:
-    for replication, synchronous in (("sync", True), ("async", False)):
+    for replication, synchronous in (("sync", "quorum"), ("async", False)):
         configs = _patroni_configs(state_dir, replication)
         assert sorted(configs) == ["pg-a", "pg-b", "pg-c"]
         for config in configs.values():
             dcs = config["bootstrap"]["dcs"]  # type: ignore[index]
-            assert dcs["synchronous_mode"] is synchronous
+            assert dcs["synchronous_mode"] == synchronous
             assert dcs["synchronous_mode_strict"] is False
             assert len(config["etcd3"]["hosts"]) == 3  # type: ignore[index]
 
@@ -160,7 +163,10 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
         view = datatier.cluster_view(members)
         assert view is not None
         roles = sorted(m["role"] for m in view["members"])
-        assert roles == ["leader", "replica", "sync_standby"], view
+        assert roles == ["leader", "quorum_standby", "quorum_standby"], view
+        # The last zone bootstraps the primary; each member runs in its zone's namespace.
+        assert next(m["name"] for m in view["members"] if m["role"] == "leader") == "pg-c"
+        _in_their_zones(cluster)
         assert all(m["state"] in ("running", "streaming") for m in view["members"]), view
         info = cluster.describe()
         assert info["postgres_door"] == state.storage_url
@@ -193,6 +199,18 @@ def test_sync_tier_serves_the_mesh_fails_over_without_losing_a_write_and_down_le
     assert procs.find_tagged(str(cluster.paths.root)) == []
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=10)
     assert str(cluster.paths.root) not in ps.stdout
+
+
+def _in_their_zones(cluster: Cluster) -> None:
+    """Each etcd and Patroni member runs in its zone's network namespace, on its address."""
+    state = cluster.load()
+    assert state.network is not None, "as root the cluster runs the zones layout"
+    links = {z["zone"]: z for z in state.network["zones"]}
+    for c in state.components:
+        if c.kind in datatier.KINDS:
+            netns = Path(f"/run/netns/{links[c.zone]['netns']}")
+            assert Path(f"/proc/{c.pid}/ns/net").stat().st_ino == netns.stat().st_ino, c.name
+            assert c.host == str(ipaddress.ip_network(links[c.zone]["subnet"])[5]), c
 
 
 def _prometheus(url: str, path: str, **params: str) -> Any:
@@ -256,3 +274,54 @@ def _headline(result: dict[str, object]) -> dict[str, object]:
             "lag_bytes_before", "lag_bytes_during",
             "audit_chain_ok")
     return {k: result[k] for k in keys}
+
+
+@pytest.mark.slow
+def test_zone_faults_on_the_tier_quorum_holds_and_a_partitioned_primary_fails_over(
+        state_dir: Path) -> None:
+    """Members live in their zones: a standby's zone blackholed stalls no commit (quorum), and
+    `meshsre chaos az-failure --mode partition --var zone=primary` fails the primary over with
+    no acknowledged write lost, checked once the old primary's zone is back."""
+    cluster = _up(state_dir, "sync", frozenset({"nats"}))
+    try:
+        platform = LocalPlatform(cluster.paths)
+        state = cluster.load()
+        members = state.data_members()
+        assert datatier.primary(members).name == "pg-c"  # type: ignore[union-attr]
+        ledger = SqlLedger(datatier.frontend_url(str(state.data_tier["frontend"])))  # type: ignore[index]
+        ledger.start()
+        time.sleep(1)
+        at = time.time()
+        with zone_fault(platform, "a", "blackhole", timeout=60):
+            time.sleep(10)
+        time.sleep(1)
+        ledger.stop()
+        acked = [t for _, t in ledger.acked if t > at]
+        pause = max(b - a for a, b in itertools.pairwise([at, *acked]))
+        print(f"\nMEASURED standby zone a blackholed 10 s: {len(acked)} writes acknowledged,"
+              f" longest pause {pause:.2f} s, {len(ledger.failures)} failures")
+        assert pause < 1.0 and ledger.failures == [] and ledger.lost() == []
+
+        out = state_dir / "out"
+        done = meshsre("chaos", "az-failure", "--mode", "partition", "--var", "zone=primary",
+                       "--state-dir", str(cluster.paths.root), "--out", str(out),
+                       "--run-id", "partition", timeout=600)
+        record = json.loads((out / "partition" / "chaos-az-failure-partition.json").read_text())
+        m, objectives = record["measurements"], record["objectives"]
+        print(f"MEASURED partition of the primary's zone: "
+              f"{ {k: m.get(k) for k in _ZONE_DATA} } passed={record['passed']}"
+              f" failures={record['failures']}")
+        assert m["zone"] == "c" and m["data_role"] == "leader", done.stderr[-2000:]
+        assert m["failed_primary"] == "pg-c" and m["new_primary"] in ("pg-a", "pg-b")
+        assert 0 < m["failover_seconds"] <= 30 and objectives["failover-time"]["met"]
+        assert m["sql_writes_acked"] > 100 and m["sql_writes_lost"] == 0
+        assert m["data_tier_whole_again"] and m["writes_lost"] == 0
+    finally:
+        cluster.down()
+    assert procs.find_tagged(str(cluster.paths.root)) == []
+
+
+_ZONE_DATA = ("data_role", "failed_primary", "new_primary", "failover_seconds",
+              "sql_writes_paused_seconds", "sql_writes_acked", "sql_writes_lost", "rpo_seconds",
+              "lag_bytes_before", "lag_bytes_during", "ttd_seconds", "ttd_alert",
+              "errors_by_kind", "writes_lost")

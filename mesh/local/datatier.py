@@ -3,8 +3,10 @@ one member per zone and one PostgreSQL per zone managed by Patroni, a primary an
 standbys. Replicas reach the primary through the front door's PostgreSQL frontend, which
 health-checks each member's Patroni REST API (`GET /primary`), so a failover moves the door.
 
-Each zone's members live on that zone's address (its first replica's), like the replicas, so
-the tier fails with its zone. Patroni and PostgreSQL refuse to run as root: as root they run as
+Each zone's members live in that zone, so the tier fails with it: in the zones layout inside
+the zone's network namespace, on its data address and the standard ports (replication and
+elections cross zones through the root namespace's routes); on loopback on the zone's first
+replica address. Patroni and PostgreSQL refuse to run as root: as root they run as
 the `postgres` user, and their data directories, under the state dir, belong to it.
 """
 
@@ -18,8 +20,9 @@ import pwd
 import secrets
 import shutil
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,12 @@ from mesh.local.state import Component, StateDir
 __all__ = [
     "DATABASE",
     "KINDS",
+    "PATRONI_VERSION",
     "REPLICATION_MODES",
     "cluster_view",
     "frontend_url",
     "kill_postgres",
+    "patroni_dir",
     "plan",
     "postmaster_pid",
     "primary",
@@ -44,14 +49,20 @@ __all__ = [
 ]
 
 KINDS = ("etcd", "patroni")
+PATRONI_VERSION = "4.1.5"
+SYNC_ROLES = ("quorum_standby", "sync_standby")  # a standby whose ack a commit may wait for
 REPLICATION_MODES = ("sync", "async")
 DATABASE = "mesh"
 # Offsets from the base port, on each zone's address; the door's frontend is on loopback.
 _ETCD_CLIENT, _ETCD_PEER, _PATRONI_API, _POSTGRES = 20, 21, 22, 23
 _FRONTEND_OFFSET = 8
+# In a zone's own network namespace every member has a host of its own: the standard ports.
+_STANDARD_PORTS = {_ETCD_CLIENT: 2379, _ETCD_PEER: 2380, _PATRONI_API: 8008, _POSTGRES: 5432}
 # Leader key TTL, loop and retry (Patroni wants loop_wait + 2 * retry_timeout <= ttl): a lost
-# primary's key expires within 10 s, and the standbys look every second.
-_TTL, _LOOP_WAIT, _RETRY_TIMEOUT = 10, 1, 4
+# primary's key expires within 20 s (Patroni 4's smallest TTL), and the standbys look every
+# second. A primary that cannot reach etcd for 6 s demotes itself; an etcd election (about a
+# second) stays well within that.
+_TTL, _LOOP_WAIT, _RETRY_TIMEOUT = 20, 1, 6
 # PostgreSQL and Patroni refuse root; runuser keeps the environment (and so the cluster tag).
 _DB_USER = "postgres"
 
@@ -68,6 +79,27 @@ def _binary(name: str, package: str) -> str:
     if found is None:
         raise _missing(name, package)
     return found
+
+
+def patroni_dir() -> Path:
+    """Where `make setup` (scripts/install-patroni) puts PyPI's Patroni: as root outside any
+    home, where the database user that runs it can read it; else beside the virtualenv."""
+    base = Path("/var/lib/meshsre") if os.geteuid() == 0 else Path(sys.prefix)
+    return base / f"patroni-{PATRONI_VERSION}"
+
+
+def patroni_command() -> list[str]:
+    """PyPI's Patroni on Debian's Python, whose packages (from Debian's `patroni`) it imports:
+    psycopg2, PyYAML, urllib3. Not Debian's Patroni 3.0.2: once a zone that held the primary
+    came back, its Patroni put the leader key back unconditionally (patroni/patroni#2689, fixed
+    in 3.0.3) while another member was primary, and the writes acknowledged there were lost."""
+    if not (patroni_dir() / "patroni" / "__init__.py").exists():
+        raise ClusterError(
+            f"Patroni {PATRONI_VERSION} is not installed in {patroni_dir()}: run `make setup`"
+        )
+    # Debian's patroni script names the interpreter that has those packages.
+    shebang = Path(_binary("patroni", "patroni")).read_text().split("\n", 1)[0]
+    return [shebang.removeprefix("#!").split()[0], "-m", "patroni"]
 
 
 def _postgres_bin_dir() -> str:
@@ -97,15 +129,21 @@ def plan(
     replication: str,
     paths: StateDir,
     take: Callable[[str, int], int],
+    inside: Mapping[str, list[str]] | None = None,
+    trusted: tuple[str, ...] = (),
 ) -> tuple[list[Component], dict[str, Any]]:
     """The tier's components (etcd members, then Patroni members) and what the rest of the
-    cluster needs to know of it: the door's frontend address, the replication mode, the scope."""
+    cluster needs to know of it: the door's frontend address, the replication mode, the scope.
+    ``inside`` maps each zone to the command prefix that runs a program in its namespace (the
+    zones layout); ``trusted`` are the networks, beside loopback, that members and the door
+    connect from."""
     if replication not in REPLICATION_MODES:
         raise ClusterError(f"replication must be one of {', '.join(REPLICATION_MODES)}")
-    etcd, patroni = _binary("etcd", "etcd-server"), _binary("patroni", "patroni")
+    etcd, patroni = _binary("etcd", "etcd-server"), patroni_command()
     bin_dir = _postgres_bin_dir()
+    inside = inside or {}
     ports = {
-        z: {o: take(h, o) for o in (_ETCD_CLIENT, _ETCD_PEER, _PATRONI_API, _POSTGRES)}
+        z: {o: _STANDARD_PORTS[o] if z in inside else take(h, o) for o in _STANDARD_PORTS}
         for z, h in zip(zones, hosts, strict=True)
     }
     peers = ",".join(
@@ -126,6 +164,7 @@ def plan(
                 ready_path="/health",
                 log=str(paths.logs / f"etcd-{z}.log"),
                 argv=[
+                    *inside.get(z, []),
                     etcd,
                     f"--name={z}",
                     f"--data-dir={paths.data / f'etcd-{z}'}",
@@ -136,10 +175,15 @@ def plan(
                     f"--initial-cluster={peers}",
                     f"--initial-cluster-token={scope}",
                     "--initial-cluster-state=new",
-                    # Longer than the 100/1000 ms defaults: two cores shared with a loaded
-                    # mesh must not cost etcd its leader.
-                    "--heartbeat-interval=250",
-                    "--election-timeout=2500",
+                    # A lost leader (its zone failed) must be replaced well within Patroni's
+                    # retry_timeout: until then no read succeeds, and a primary that cannot
+                    # read demotes itself. A 2.5 s election timeout demoted a healthy
+                    # primary when the etcd leader's zone was blackholed; these are etcd's
+                    # defaults, and pre-vote keeps a member back from a pause from deposing
+                    # a working leader.
+                    "--heartbeat-interval=100",
+                    "--election-timeout=1000",
+                    "--pre-vote",
                 ],
             )
         )
@@ -154,7 +198,8 @@ def plan(
                 zone=z,
                 ready_path="/health",  # 200 once its PostgreSQL runs (a standby: streams)
                 log=str(paths.logs / f"pg-{z}.log"),
-                argv=[*_as_db_user(), patroni, str(config_file(paths, z))],
+                argv=[*inside.get(z, []), *_as_db_user(), *patroni, str(config_file(paths, z))],
+                env={"PYTHONPATH": str(patroni_dir())},
             )
         )
     frontend = f"127.0.0.1:{take('127.0.0.1', _FRONTEND_OFFSET)}"
@@ -164,6 +209,7 @@ def plan(
         "scope": scope,
         "bin_dir": bin_dir,
         "etcd": [f"{c.host}:{c.port}" for c in components if c.kind == "etcd"],
+        "trusted": ["127.0.0.0/8", *trusted],
     }
     return components, info
 
@@ -199,7 +245,11 @@ def config_file(paths: StateDir, zone: str) -> Path:
 
 def _patroni_config(member: Component, info: dict[str, Any], paths: StateDir) -> dict[str, Any]:
     home = member_dir(paths, member.zone or "")
-    loopback_trust = ["host all all 127.0.0.0/8 trust", "host replication all 127.0.0.0/8 trust"]
+    trust = [
+        f"host {database} all {network} trust"
+        for network in info.get("trusted", ["127.0.0.0/8"])
+        for database in ("all", "replication")
+    ]
     return {
         "scope": info["scope"],
         "namespace": "/meshsre/",
@@ -213,10 +263,11 @@ def _patroni_config(member: Component, info: dict[str, Any], paths: StateDir) ->
                 "loop_wait": _LOOP_WAIT,
                 "retry_timeout": _RETRY_TIMEOUT,
                 "maximum_lag_on_failover": 1048576,
-                # Strict off: with its synchronous standby gone the primary goes on alone
-                # rather than stop every write of the mesh; a failover still promotes only the
-                # standby Patroni knows to be synchronous, so no acknowledged write is lost.
-                "synchronous_mode": info["replication"] == "sync",
+                # Quorum commit (Patroni 4): a commit waits for any one standby
+                # (`ANY 1 (...)`), so a standby's zone failing stalls no write, and a failover
+                # promotes only a standby the quorum shows holds every acknowledged one. Strict
+                # off: with no standby left the primary goes on alone rather than stop the mesh.
+                "synchronous_mode": "quorum" if info["replication"] == "sync" else False,
                 "synchronous_mode_strict": False,
                 "postgresql": {
                     "use_pg_rewind": True,
@@ -228,11 +279,15 @@ def _patroni_config(member: Component, info: dict[str, Any], paths: StateDir) ->
                         "max_replication_slots": 10,
                         "wal_keep_size": "128MB",
                         "shared_buffers": "32MB",
+                        # A standby that vanishes without a reset (its zone blackholed) holds
+                        # every synchronous commit until its walsender gives up on it; then
+                        # Patroni names another. 60 s by default: a minute without writes.
+                        "wal_sender_timeout": "5s",
                     },
                 },
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C"}],
-            "pg_hba": loopback_trust,
+            "pg_hba": trust,
         },
         "postgresql": {
             "listen": f"{member.host}:{member.aux_port}",
@@ -240,7 +295,7 @@ def _patroni_config(member: Component, info: dict[str, Any], paths: StateDir) ->
             "data_dir": str(home / "data"),
             "bin_dir": info["bin_dir"],
             "pgpass": str(home / "pgpass"),
-            "pg_hba": loopback_trust,
+            "pg_hba": trust,
             "authentication": {
                 "superuser": {"username": _DB_USER},
                 "replication": {"username": "replicator", "password": "replicator"},
@@ -383,7 +438,7 @@ def wait_synchronous(members: list[Component], timeout: float) -> float:
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         view = cluster_view(members)
-        if view and any(m.get("role") == "sync_standby" for m in view.get("members", [])):
+        if view and any(m.get("role") in SYNC_ROLES for m in view.get("members", [])):
             return time.monotonic() - began
         time.sleep(0.2)
     raise ClusterError(f"no synchronous standby after {timeout:.0f}s: see the pg-*.log files")

@@ -83,7 +83,16 @@ class LocalPlatform:
                 for c in state.replicas(zone):
                     (killed if procs.kill(proc_of(c)) else already).append(c.name)
             elif net is not None:
-                ports = sorted({c.port for c in state.replicas(zone)})
+                ports = sorted(
+                    {c.port for c in state.replicas(zone)}
+                    | {
+                        p
+                        for c in state.components
+                        if c.kind in datatier.KINDS and c.zone == zone
+                        for p in (c.port, c.aux_port)
+                        if p
+                    }
+                )
                 rules = zonenet.apply_fault(net, zone, fault, ports)
             elif experiment := faults.MODES[fault.name].experiment:
                 raise ClusterError(

@@ -168,9 +168,18 @@ def plan(
     components: list[Component] = []
     tier: dict[str, object] | None = None
     members: list[Component] = []
-    if spec.storage == "patroni":  # each zone's members on that zone's (first) address
-        hosts = [replica_address(zi, 0) for zi in range(len(spec.zones))]
-        members, tier = datatier.plan(spec.zones, hosts, spec.replication, paths, ports.take)
+    if spec.storage == "patroni":  # each zone's members in their zone (see mesh.local.datatier)
+        links = [net.link(z) for z in spec.zones] if net else []
+        members, tier = datatier.plan(
+            spec.zones,
+            [link.data_address for link in links]
+            or [replica_address(zi, 0) for zi in range(len(spec.zones))],
+            spec.replication,
+            paths,
+            ports.take,
+            inside={link.zone: zonenet.exec_prefix(link) for link in links},
+            trusted=(net.region,) if net else (),
+        )
         url = datatier.frontend_url(str(tier["frontend"]))
     nats = (
         governance.event_stream(binaries["nats"], paths, ports.take) if "nats" in binaries else None

@@ -2,15 +2,18 @@
 
 Each zone is a namespace ``msre<h>-<zone>`` (``<h>`` from the state directory, so two clusters
 never share one) joined to the root namespace by a veth pair: the zone's replicas listen on
-``10.S.Z.10+i`` inside, the root side holds ``10.S.Z.1``, the zone's gateway. The front door,
-Prometheus, Alertmanager and the load stay in the root namespace, like clients of a region.
-Nothing is forwarded or routed off the machine: a packet from a zone either reaches the root
-namespace's own sockets or is dropped.
+``10.S.Z.10+i`` inside, its data-tier members (etcd, Patroni and PostgreSQL) on ``10.S.Z.5``,
+and the root side holds ``10.S.Z.1``, the zone's gateway. The front door, Prometheus,
+Alertmanager and the load stay in the root namespace, like clients of a region. The root
+namespace routes between the zones (forwarding on their links only), so members replicate and
+elect across zones; the cluster's nft table drops anything else a zone sends to be forwarded:
+nothing leaves the machine.
 
-The data tier (PostgreSQL, Redis, NATS) listens on 127.0.0.1 in the root namespace. A zone
-reaches it at its gateway address: the cluster's nft table ``ip msre<h>`` rewrites such
-connections to 127.0.0.1 (``route_localnet`` on the root side of the veth allows it) and
-gives them 127.0.0.1 as their source too, so servers that trust loopback only still do.
+The region's shared services (Redis, NATS, an external PostgreSQL) listen on 127.0.0.1 in the
+root namespace. A zone reaches them at its gateway address: the cluster's nft table
+``ip msre<h>`` rewrites such connections to 127.0.0.1 (``route_localnet`` on the root side of
+the veth allows it) and gives them 127.0.0.1 as their source too, so servers that trust
+loopback only still do.
 
 Faults are an nft table ``inet meshsre_fault`` inside the zone's namespace, so deleting it
 (or the namespace) undoes them whatever happened to the process that cut them.
@@ -69,6 +72,11 @@ class ZoneLink:
         net = ipaddress.ip_network(self.subnet)
         return str(net.network_address + 10 + replica_index)
 
+    @property
+    def data_address(self) -> str:
+        """Where the zone's data-tier members listen: a host of the zone's own."""
+        return str(ipaddress.ip_network(self.subnet).network_address + 5)
+
 
 @dataclass(frozen=True)
 class ZoneNetwork:
@@ -80,6 +88,11 @@ class ZoneNetwork:
         if found is None:
             raise ClusterError(f"zone {zone!r} has no network namespace")
         return found
+
+    @property
+    def region(self) -> str:
+        """Every zone's subnet: the 10.S.0.0/16 the cluster took."""
+        return str(ipaddress.ip_network(self.zones[0].subnet).supernet(new_prefix=16))
 
     def to_dict(self) -> dict[str, Any]:
         return {"layout": "zones", "prefix": self.prefix, "zones": [asdict(z) for z in self.zones]}
@@ -197,11 +210,14 @@ def _create_zone(link: ZoneLink, replicas: int) -> None:
     _run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns])
     _run(["ip", "addr", "add", f"{link.gateway}/{prefixlen}", "dev", host])
     _run(["ip", "link", "set", host, "up"])
-    # Let the data tier's rewrite to 127.0.0.1 route: loopback addresses from a zone.
+    # Let the shared services' rewrite to 127.0.0.1 route: loopback addresses from a zone.
     Path(f"/proc/sys/net/ipv4/conf/{host}/route_localnet").write_text("1\n")
+    # Zone to zone goes through the root namespace: forward what arrives on this link (only
+    # this one; the region rules drop what would go anywhere but another zone).
+    Path(f"/proc/sys/net/ipv4/conf/{host}/forwarding").write_text("1\n")
     _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    for i in range(replicas):
-        _run(["ip", "-n", ns, "addr", "add", f"{link.address(i)}/{prefixlen}", "dev", inner])
+    for address in [link.data_address, *(link.address(i) for i in range(replicas))]:
+        _run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", inner])
     _run(["ip", "-n", ns, "link", "set", inner, "up"])
     _run(["ip", "-n", ns, "route", "add", "default", "via", link.gateway])
 
@@ -218,6 +234,12 @@ def _region_rules(net: ZoneNetwork) -> str:
         "  chain as_loopback {\n"
         "    type nat hook input priority 100;\n"
         f"    iifname {{ {ifs} }} ip daddr 127.0.0.1 snat to 127.0.0.1\n"
+        "  }\n"
+        "  chain between_zones {\n"
+        "    type filter hook forward priority filter;\n"
+        f"    iifname {{ {ifs} }} oifname {{ {ifs} }} accept\n"
+        f"    iifname {{ {ifs} }} counter drop\n"  # counted: what tried to leave
+        f"    oifname {{ {ifs} }} counter drop\n"
         "  }\n"
         "}\n"
     )
@@ -266,9 +288,11 @@ def _fault_rules(net: ZoneNetwork, zone: str, mode: FaultMode, serve_ports: list
     elif mode.name == "partition":
         others = ", ".join(z.subnet for z in net.zones if z.zone != zone)
         ports = ", ".join(str(p) for p in serve_ports)
-        # Only the replicas' own listening ports stay open: the front door and Prometheus
-        # still reach them, while the zone's connections to the data tier (and to the other
-        # zones) go nowhere, pooled ones included.
+        # Only the zone's listening ports (its replicas', its data-tier members') stay open:
+        # the front door and Prometheus still reach them, while the zone's own connections to
+        # the region's services and to the other zones (the rest of the data tier) go
+        # nowhere, pooled ones included. Its database member keeps the door but loses the
+        # majority: the split brain on the data path that Patroni must settle.
         verdict = {
             "input": ([f"ip saddr {{ {others} }} drop"] if others else [])
             + [f"tcp dport {{ {ports} }} accept", "drop"],

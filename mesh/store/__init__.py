@@ -133,7 +133,7 @@ def open_store(
     url: str, metrics: Metrics, timeout_s: float = 2.0, sign_entry: EntrySigner | None = None
 ) -> Store:
     driver = open_driver(url, timeout_s)
-    # A networked database gets a breaker: while it fails over (about 10 s on the Patroni tier)
+    # A networked database gets a breaker: while it fails over (about 20 s on the Patroni tier)
     # every call would otherwise wait out its connect or pool timeout, holding a worker thread
     # each; open, the breaker answers 503 at once and lets one call through a second later.
     # SQLite fails only with this process, so it has none.
