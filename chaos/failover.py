@@ -310,7 +310,9 @@ def fail_primary_under_writes(failover_timeout: float = 60.0,
     notes = runstate.notes(configuration)
     # The clock marked the fault when this activity began; the primary died after the
     # writers' warm-up. Detection and recovery count from the kill.
-    notes.merge("fault", {"started_at": round(result["fault"]["at"], 3)})
+    notes.merge("fault", {"started_at": round(result["fault"]["at"], 3),
+                          "clients_recovered_at": round(
+                              result["fault"]["at"] + result["mesh_recovered_seconds"], 3)})
     notes.merge("measurements", {k: result[k] for k in keys})
     sync = result["replication"] == "sync"
     objectives = {

@@ -206,13 +206,17 @@ def load_is_running(window: float = 10.0, configuration: Mapping[str, Any] | Non
     return result
 
 
-def run_for(seconds: float = 30.0, configuration: Mapping[str, Any] | None = None,
+def run_for(seconds: float = 30.0, since: str = "",
+            configuration: Mapping[str, Any] | None = None,
             secrets: Mapping[str, Any] | None = None) -> float:
-    """Lets the load run ``seconds`` more, so that what follows (the steady state after a
+    """Lets the load run until ``seconds`` have passed since the moment the fault's notes
+    call ``since`` (now, without one), so that what follows (the steady state after a
     fault, say) is judged on the clients' requests since. Returns the seconds waited."""
     seconds = float(seconds)  # `--var` values arrive as text
-    time.sleep(seconds)
-    return seconds
+    mark = (runstate.notes(configuration).get("fault") or {}).get(since) if since else None
+    wait = max(0.0, float(mark) + seconds - time.time()) if mark else seconds
+    time.sleep(wait)
+    return round(wait, 3)
 
 
 def _locust_children(pid: int) -> list[psutil.Process]:

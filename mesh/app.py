@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
-from mesh import __version__
+from mesh import __version__, outcome
 from mesh.api import agents, audit, credentials, decisions, handshakes, health
-from mesh.errors import MeshError, RateLimited
+from mesh.errors import MeshError, RateLimited, StoreUnavailable
 from mesh.middleware import EdgeMiddleware
 from mesh.runtime import Mesh
 from mesh.settings import Settings
@@ -62,6 +62,11 @@ async def _mesh_error(_: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     elif exc.status == 503:
         headers = {"Retry-After": "1"}
+        if isinstance(exc, StoreUnavailable) and outcome.may_have_written():
+            # A write was sent before the store failed: its outcome is unknown (mesh.outcome).
+            body = exc.body()
+            body["message"] = f"{exc.message}; a write was sent before it failed and may apply"
+            return JSONResponse(status_code=504, content=body, headers=headers)
     return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from prometheus_client import Gauge
 
-__all__ = ["BreakerOpen", "CircuitBreaker"]
+__all__ = ["OPEN", "BreakerOpen", "CircuitBreaker"]
 
 T = TypeVar("T")
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
@@ -55,6 +55,11 @@ class CircuitBreaker:
         if self._state == HALF_OPEN or self._failures >= self.threshold:
             self._opened_at = time.monotonic()
             self._set(OPEN)
+
+    def trip(self) -> None:
+        """Open now: a heartbeat saw the dependency gone before any call failed."""
+        self._opened_at = time.monotonic()
+        self._set(OPEN)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         if not self.allow():

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mesh import outcome
 from mesh.httpguard import BODY_TIMED_OUT
 from mesh.limits import RateLimits
 from mesh.logs import REQUEST_ID, TRACE_ID
@@ -116,6 +117,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        outcome.begin()
         headers = dict(scope["headers"])
         carrier = {"traceparent": headers.get(b"traceparent", b"").decode("latin-1")}
         ctx = PROPAGATOR.extract(carrier) if carrier["traceparent"] else None

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import time
 
+from mesh import outcome
+from mesh.breaker import BreakerOpen
 from mesh.errors import Conflict, Replayed, StoreUnavailable
 from mesh.redisbatch import RedisBatch
 from mesh.store import Store, records
@@ -58,15 +60,20 @@ class ReplayGuard:
     async def _claim_redis(self, key: str, expires_at: float) -> bool:
         assert self.redis is not None
         at = int(expires_at * 1000)
+        unreachable = (
+            "redis is unreachable, so this replica cannot check that the signed request"
+            " is new: retry with a new signature"
+        )
         try:
             answer = await self.redis.run(
                 lambda pipe: pipe.set(f"mesh:nonce:{key}", b"1", nx=True, pxat=at)
             )
-        except Exception as exc:  # BreakerOpen included: Redis failed just before
-            raise StoreUnavailable(
-                "redis is unreachable, so this replica cannot check that the signed request"
-                " is new: retry with a new signature"
-            ) from exc
+        except BreakerOpen as exc:  # Redis failed just before: nothing was sent
+            raise StoreUnavailable(unreachable) from exc
+        except Exception as exc:
+            outcome.wrote()  # sent: the nonce may be claimed
+            raise StoreUnavailable(unreachable) from exc
+        outcome.wrote()
         return bool(answer)
 
     async def start(self) -> None:

@@ -20,6 +20,7 @@ from mesh.breaker import CircuitBreaker
 from mesh.checkpoint import Checkpoint, LogSigner
 from mesh.credentials import Issuer
 from mesh.errors import StoreUnavailable
+from mesh.heartbeat import Heartbeat
 from mesh.keys import KeyFileError, load_seed
 from mesh.limits import RateLimits
 from mesh.merkle import Tree, leaf_hash
@@ -103,6 +104,11 @@ class Mesh:
         # fell before a slow first check (a replica starting on a loaded Patroni tier). NaN
         # compares false with 0, so no rule fires on it.
         self.metrics.chain_valid.set(math.nan)
+        # Networked stores (they have a breaker) are watched by a heartbeat; SQLite fails
+        # only with this process.
+        self.heartbeat = (
+            Heartbeat(self.store, self.metrics.store_up) if self.store.breaker else None
+        )
         self.store_stats = StoreCollector(self.store)
         self.registry.register(self.store_stats)
 
@@ -112,6 +118,8 @@ class Mesh:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._prepare()))
+        if self.heartbeat is not None:
+            self._tasks.append(asyncio.create_task(self.heartbeat.run()))
 
     async def _prepare(self) -> None:
         """Creates the schema and loads the issuer key, retrying while the store is down, so a
@@ -149,6 +157,8 @@ class Mesh:
         if not self.ready:
             self.metrics.store_up.set(0)
             return False
+        if self.heartbeat is not None:
+            return self.heartbeat.ok  # at once: the front door's check never waits on a ping
         try:
             await self.store.ping()
         except StoreUnavailable:

@@ -74,3 +74,15 @@ def test_stopping_when_nothing_was_started_is_a_no_op(tmp_path: Path) -> None:
 def test_without_a_mesh_the_load_cannot_start(tmp_path: Path) -> None:
     with pytest.raises(ActivityFailed, match="set MESH_URL"):
         load.ensure_load(_configuration(tmp_path))
+
+
+def test_run_for_counts_from_the_moment_the_notes_name(tmp_path: Path) -> None:
+    configuration = _configuration(tmp_path)
+    # The clients recovered 0.7 s ago: one second after that is 0.3 s away.
+    runstate.notes(configuration).merge("fault", {"clients_recovered_at": time.time() - 0.7})
+    waited = load.run_for(1.0, since="clients_recovered_at", configuration=configuration)
+    assert 0.1 < waited < 0.5
+    # Long past, or a mark the notes do not have: no wait, or the whole of it.
+    runstate.notes(configuration).merge("fault", {"clients_recovered_at": time.time() - 60})
+    assert load.run_for(1.0, since="clients_recovered_at", configuration=configuration) == 0.0
+    assert load.run_for(0.2, since="no_such_mark", configuration=configuration) == 0.2

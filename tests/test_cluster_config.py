@@ -115,10 +115,13 @@ class _Backend(ThreadingHTTPServer):
                     backend.seen[f"{self.command} {self.path}"] += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
-                if backend.flaky and self.path != "/health/ready":
+                status = 200
+                if backend.flaky and self.path.startswith("/answer/"):
+                    status = int(self.path.split("/")[2])  # a replica's own error status
+                elif backend.flaky and self.path != "/health/ready":
                     self.close_connection = True  # empty response
                     return
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
@@ -146,7 +149,7 @@ def backends() -> Iterator[tuple[_Backend, _Backend]]:
         b.server_close()
 
 
-def test_haproxy_retries_reads_on_another_replica_but_never_resends_a_write(
+def test_haproxy_retries_reads_on_another_replica_and_a_write_only_when_it_was_not_sent(
     tmp_path: Path, backends: tuple[_Backend, _Backend]
 ) -> None:
     flaky, good = backends
@@ -166,6 +169,10 @@ def test_haproxy_retries_reads_on_another_replica_but_never_resends_a_write(
             verifies = [client.post("/v1/credentials/verify", json={}).status_code
                         for _ in range(10)]
             writes = [client.post("/v1/agents", json={}).status_code for _ in range(20)]
+            # A 503 promises nothing was sent to the stores: the write goes elsewhere. A 504
+            # admits a write may have been applied: it is the client's to see.
+            unsent = [client.post("/answer/503", json={}).status_code for _ in range(10)]
+            unknown = [client.post("/answer/504", json={}).status_code for _ in range(10)]
     finally:
         procs.stop(cluster_proc := procs.Proc(haproxy.pid or 0, haproxy.start_ticks or 0))
     assert not procs.alive(cluster_proc)
@@ -176,3 +183,6 @@ def test_haproxy_retries_reads_on_another_replica_but_never_resends_a_write(
     # Each failed write reached the flaky replica exactly once: no resend anywhere.
     assert flaky.seen["POST /v1/agents"] == failed_writes
     assert good.seen["POST /v1/agents"] == 20 - failed_writes
+    assert unsent == [200] * 10 and flaky.seen["POST /answer/503"] > 0
+    assert unknown.count(504) == flaky.seen["POST /answer/504"] > 0
+    assert unknown.count(200) == good.seen["POST /answer/504"] == 10 - unknown.count(504)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -259,9 +260,11 @@ def test_with_postgresql_cut_writes_answer_503_and_the_process_recovers_when_it_
             assert present == (did in audited), f"{did} (answered {code}) is half written"
             if code == 201:
                 assert present
+            if code == 503:  # the promise a 503 makes (mesh.outcome): nothing was written
+                assert not present, f"{did} answered 503 but was written"
         codes = {code for _, code in writer.attempts}
         assert 503 in codes and 201 in codes, codes
-        assert codes <= {201, 503}, codes
+        assert codes <= {201, 503, 504}, codes  # 504: a write was in flight when it was cut
         verdict = client.get("/v1/audit/verify", headers=ADMIN).json()
         assert verdict["ok"] is True, verdict
 
@@ -317,3 +320,35 @@ def test_a_partitioned_postgresql_opens_the_store_breaker_which_answers_at_once_
                "reads again once PostgreSQL is back")
         assert _metric(client, BREAKER, dependency="postgres") == CLOSED
         register(client)
+
+
+@pytest.mark.postgres
+def test_a_silent_postgresql_is_seen_by_the_heartbeat_and_a_write_cut_mid_flight_says_504(
+    pg_behind_proxy: tuple[TcpProxy, MeshProcess],
+) -> None:
+    """The heartbeat opens the breaker and turns readiness 503 well within the 1 s storage
+    deadline; a registration already sent when the store went silent answers 504 (it may have
+    been applied), one that arrives after answers 503 at once (nothing was sent)."""
+    proxy, proc = pg_behind_proxy
+    with proc.client() as client, ThreadPoolExecutor(1) as pool:
+        register(client)
+        key = AgentKey.generate()
+        proxy.cut("blackhole")
+        cut_at = time.monotonic()
+        in_flight = pool.submit(client.post, "/v1/agents",
+                                json=key.registration("in-flight", "ops@example.com"))
+        _until(lambda: client.get("/health/ready").status_code == 503, 2.0, "ready turning 503")
+        seen = time.monotonic() - cut_at
+        print(f"\nMEASURED heartbeat: readiness 503 {seen:.2f} s after PostgreSQL went silent")
+        assert _metric(client, BREAKER, dependency="postgres") == OPEN
+        r = in_flight.result(timeout=10)
+        assert r.status_code == 504 and r.json()["error"] == "storage_unavailable", r.text
+        assert "may apply" in r.json()["message"]
+        started = time.monotonic()
+        late = client.post("/v1/agents", json=AgentKey.generate().registration(
+            "late", "ops@example.com"))
+        _assert_storage_unavailable(late)
+        assert time.monotonic() - started < 0.5
+        proxy.restore()
+        _until(lambda: client.get("/health/ready").status_code == 200, 10.0, "ready again")
+        assert _metric(client, BREAKER, dependency="postgres") == CLOSED

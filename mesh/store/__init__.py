@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mesh import outcome
 from mesh.breaker import CircuitBreaker
 from mesh.errors import StoreUnavailable
 from mesh.store import records, schema
@@ -65,8 +66,10 @@ class Store:
                 f" a row; next try within {breaker.reset_after:g}s"
             )
         started = time.perf_counter()
-        if write and self.sign_entry is not None:
-            work = _signing(work, self.sign_entry)
+        if write:
+            outcome.wrote()
+            if self.sign_entry is not None:
+                work = _signing(work, self.sign_entry)
         try:
             try:
                 result = await self._attempt(work, write)
