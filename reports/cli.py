@@ -81,9 +81,10 @@ def _manifest_prometheus(run_dir: Path) -> str | None:
 @click.option("--out", "out_dir", default=os.environ.get("NIGHTLY_OUT", "reports/out"),
               show_default=True, type=click.Path(file_okay=False, path_type=Path))
 def nightly(out_dir: Path) -> None:
-    """The nightly job: up, steady load, AZ failure under load in each fault mode,
-    backup-restore and revocation drills, report, down. Durations and rates come from NIGHTLY_*
-    variables (NIGHTLY_QUICK=1: the blackhole mode only, under four minutes)."""
+    """The nightly job: up (on the zonal Patroni tier), steady load, governance, AZ failure
+    under load in each fault mode, backup-restore, revocation, event-stream and data-failover
+    drills, the security suite, report, down. Durations and rates come from NIGHTLY_* variables
+    (NIGHTLY_QUICK=1: the blackhole mode and the data fault, under five minutes)."""
     from reports.nightly import main
 
     sys.exit(main(out_dir))
