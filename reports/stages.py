@@ -117,6 +117,17 @@ def _variables(job: Nightly, name: str) -> list[str]:
     return [f"--var={k}={v}" for k, v in sorted(wanted.items()) if k in known]
 
 
+def _data_tier(m: dict[str, Any]) -> str:
+    """The zone's database member across the fault (chaos.datazone), on the Patroni tier."""
+    if "data_role" not in m:
+        return ""
+    failover = (f", failover {m.get('failover_seconds')} s to {m.get('new_primary')}"
+                if m.get("failed_primary") else "")
+    return (f"; data tier: {m.get('data_member')} ({m.get('data_role')}), SQL writes paused"
+            f" {m.get('sql_writes_paused_seconds')} s{failover}, {m.get('sql_writes_lost')}"
+            f" lost, RPO {m.get('rpo_seconds')} s")
+
+
 def _figures(name: str, rec: dict[str, Any]) -> str:
     m = rec.get("measurements") or {}
     if name.startswith("az-failure"):
@@ -127,7 +138,7 @@ def _figures(name: str, rec: dict[str, Any]) -> str:
                 f" latency (expected at most {m.get('expected_ttr_seconds')} s), worst p99"
                 f" {m.get('p99_corrected_worst_second_ms')} ms, errors {errors} of"
                 f" {m.get('requests_during_failure')}, {m.get('writes_lost')} acknowledged"
-                " writes lost")
+                " writes lost" + _data_tier(m))
     if name == "backup-restore":
         return (f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s,"
                 f" {m.get('writes_lost')} acknowledged writes lost, audit chain"
