@@ -213,6 +213,14 @@ class Mesh:
             self.metrics.checkpoint_refused.inc()
             log.error("the witness refused checkpoint %d: %s", cp.size, exc.message)
 
+    async def rebuild_tree(self) -> None:
+        """Walks the log from genesis again, so that the next checkpoint covers the log as it
+        is now: after a restore in place (PostgreSQL), a tree still holding the lost entries
+        would offer a freshly reset witness a checkpoint the log no longer matches, which the
+        witness would then hold against every true one."""
+        self._chain = await self.verify_chain(self.signed_walk(tree=True))
+        self._sweep = ChainCheck()
+
     def _publish_checkpoint(self) -> None:
         """The verified head of the audit log, as an event, whenever it moved."""
         head = (self._chain.length, self._chain.head)

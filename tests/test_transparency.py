@@ -210,6 +210,28 @@ def test_after_a_deliberate_restore_an_admin_resets_the_witness(
     assert "audit witness reset by an admin" in proc.output()
 
 
+def test_a_witness_reset_right_after_a_restore_in_place_takes_the_restored_log_only(
+    log: tuple[MeshProcess, str], tmp_path: Path,
+) -> None:
+    """PostgreSQL is restored under running replicas: the reset comes before the replica's
+    own walk has seen the log shrink. The checkpoint it then witnesses is the restored log's,
+    and the offline check agrees with it (a tree still holding the lost entries once made the
+    witness hold a checkpoint no entries matched, refusing every true one after)."""
+    proc, url = log
+    original = _rows(url)
+    _replace(url, original[:-3])
+    with proc.client() as client:
+        r = client.post("/v1/audit/witness/reset", headers=ADMIN)
+        assert r.status_code == 200 and r.json()["verified"] == len(original) - 3, r.text
+        _until(lambda: _checkpoint(client)["size"] == len(original) - 3)
+    out = tmp_path / "checkpoint.json"
+    done = subprocess.run([MESHSRE, "audit", "checkpoint", "--url", proc.url, "--out", str(out),
+                           "--token", ADMIN_TOKEN], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["size"] == len(original) - 3
+
+
 def test_a_drill_restore_on_a_platform_that_cannot_reach_each_replica_resets_the_witness(
     log: tuple[MeshProcess, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

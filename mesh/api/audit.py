@@ -137,7 +137,9 @@ async def reset_witness(request: Request) -> dict[str, Any]:
     mesh = mesh_of(request)
     await authenticate(mesh, request, admin_only=True)
     held = mesh.witness.latest
+    await mesh.rebuild_tree()  # first: no checkpoint of the log as it was may follow the reset
     await mesh.witness.reset()
     forgot = {"size": held.size if held else None, "root": held.root.hex() if held else None}
     log.warning("audit witness reset by an admin; it forgot checkpoint %s", forgot)
-    return {"reset": True, "forgot": forgot}
+    # The entries this replica's next checkpoint starts from: the log as restored.
+    return {"reset": True, "forgot": forgot, "verified": mesh.tree.size if mesh.tree else 0}
