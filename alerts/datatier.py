@@ -66,11 +66,14 @@ def _alerts() -> list[dict[str, Any]]:
         ),
         alert(
             "MeshEtcdQuorumLost",
-            f"min by (job) (etcd_server_has_leader{_E}) == 0\n"
+            # A majority of members must see a leader: one member cut off from the others
+            # (its zone partitioned) has none, and the cluster is still whole. Members down
+            # have no sample, and count against the majority through `up`.
+            f"sum by (job) (etcd_server_has_leader{_E}) * 2 <= count by (job) (up{_E})\n"
             f"or\nsum by (job) (up{_E}) * 2 <= count by (job) (up{_E})",
             "1m", "page",
             "The etcd cluster has lost its quorum.",
-            "{{ $labels.job }} has had no leader, or no majority of its members up, for a"
+            "{{ $labels.job }} has had no majority of its members seeing a leader for a"
             " minute: Patroni cannot renew the leader key, so the primary demotes itself and"
             " no failover can happen.",
         ),

@@ -26,8 +26,8 @@ from alerts.catalog import CATALOG, SLO, burn_rate_windows
 from chaos import load, runstate
 from mesh.platforms import get_platform
 
-__all__ = ["client_within", "front_door_ready", "limit_of", "page_factor", "replicas_ready", "slo",
-           "slo_within", "within_limit"]
+__all__ = ["client_within", "front_door_ready", "limit_of", "page_factor", "query",
+           "replicas_ready", "slo", "slo_within", "within_limit"]
 
 
 def within_limit(value: Mapping[str, Any] | None = None) -> bool:
@@ -51,7 +51,7 @@ def limit_of(objective: SLO, factor: float | None = None) -> float:
     return round(min(1.0, objective.error_budget * (factor or page_factor(objective))), 10)
 
 
-def _query(configuration: Mapping[str, Any] | None, promql: str) -> float | None:
+def query(configuration: Mapping[str, Any] | None, promql: str) -> float | None:
     url = runstate.cluster_setting(configuration, "prometheus_url", "PROMETHEUS_URL")
     if not url:
         raise ActivityFailed("no Prometheus to ask: set PROMETHEUS_URL")
@@ -68,8 +68,8 @@ def slo_within(slo_id: str, window: str = "1m", factor: float | None = None,
     """The SLO's error ratio over the window, from the mesh's own metrics in Prometheus."""
     objective = slo(slo_id)
     limit = limit_of(objective, factor)
-    ratio = _query(configuration, objective.sli.error_ratio(window))
-    events = _query(configuration, f"sum(increase({objective.sli.total}[{window}]))") or 0.0
+    ratio = query(configuration, objective.sli.error_ratio(window))
+    events = query(configuration, f"sum(increase({objective.sli.total}[{window}]))") or 0.0
     # No events is not steady: the load runs throughout, so silence means the metrics are lost.
     within = ratio is not None and ratio <= limit
     return {"slo": slo_id, "window": window, "error_ratio": ratio, "events": round(events, 1),

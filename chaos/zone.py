@@ -23,7 +23,9 @@ from mesh import faults
 from mesh.local.webhook import read_alerts
 from mesh.platforms import get_platform
 
-__all__ = ["fail_zone", "observe_failure", "recovery", "restore_zone", "time_to_detect"]
+__all__ = [
+    "fail_zone", "observe_failure", "recovery", "restore_zone", "time_to_detect", "zone_quiet",
+]
 
 FLUSH_WAIT_S = 15.0  # Locust flushes its history every 5 s; allow for a slow machine
 
@@ -68,6 +70,25 @@ def fail_zone(zone: str = "", mode: str = "", configuration: Mapping[str, Any] |
         "zone": zone, "mode": mode, "platform": platform.name,
         "network": result.get("network"), "front_door": result.get("front_door")})
     return result
+
+
+def zone_quiet(zone: str = "", alerts: Sequence[str] = ("MeshZoneDown", "MeshZoneSlow"),
+               timeout: float = 240.0, configuration: Mapping[str, Any] | None = None,
+               secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Waits until none of ``alerts`` is firing for the zone: an alert still firing from an
+    earlier fault (MeshZoneSlow averages two minutes) never sends the new notification time
+    to detect waits for. Fails after ``timeout``."""
+    zone = _zone(configuration, zone)
+    names = "|".join(alerts)
+    promql = f'count(ALERTS{{alertstate="firing",alertname=~"{names}",zone="{zone}"}})'
+    began = time.monotonic()
+    while steady.query(configuration, promql):
+        if time.monotonic() - began > float(timeout):
+            raise ActivityFailed(f"{names} still firing for zone {zone} after {timeout} s")
+        time.sleep(2.0)
+    waited = round(time.monotonic() - began, 1)
+    runstate.notes(configuration).merge("measurements", {"quiet_wait_seconds": waited})
+    return {"zone": zone, "waited_seconds": waited}
 
 
 def restore_zone(zone: str = "", timeout: float = 60.0,
