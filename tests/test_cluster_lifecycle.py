@@ -102,8 +102,12 @@ def test_a_state_file_whose_processes_are_all_gone_is_replaced_by_a_fresh_start(
         old = cluster.up(spec, timeout=30).state
         for c in old.components:
             procs.kill(proc_of(c))  # as after a reboot
+        nflog = tmp_path / "data" / "alertmanager" / "nflog"  # what the last one notified
+        nflog.parent.mkdir(parents=True)
+        nflog.write_bytes(b"notified")
         fresh = cluster.up(spec, timeout=30)
         assert fresh.outcome == "started"
+        assert not nflog.exists()
         assert all(r.ready for r in cluster.status())
     finally:
         cluster.down()

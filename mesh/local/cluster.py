@@ -9,6 +9,7 @@ the state file at once, and any failure stops what was started.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -122,6 +123,10 @@ class Cluster:
                     return UpResult(outcome, time.monotonic() - began, existing)
                 self._stop(existing)  # stale: nothing of it runs any more
             self.paths.create()
+            # A new cluster's Alertmanager keeps no memory of the last one's notifications: a
+            # page that fired then and never resolved would be held back for its repeat
+            # interval (4 h), and a drill waiting for it would see nothing.
+            shutil.rmtree(self.paths.data / "alertmanager", ignore_errors=True)
             try:
                 net = None
                 spec.binaries()  # a missing one fails before any namespace is made
