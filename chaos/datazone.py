@@ -74,6 +74,11 @@ class _Watch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    @property
+    def member(self) -> str:
+        """The failed zone's Patroni member."""
+        return next((m.name for m in self.members if m.zone == self.zone), "")
+
     def _sample(self) -> None:
         while not self._stop.is_set():
             self.lags.append((time.time(), lag_bytes(datatier.cluster_view(self.members))))
@@ -107,10 +112,9 @@ def watch(zone: str, configuration: Mapping[str, Any] | None) -> None:
     time.sleep(1.0)  # acknowledged writes and lag samples from before the fault
     w.armed_at = time.time()
     _WATCHES[str(runstate.run_dir(configuration))] = w
-    member = next((m.name for m in members if m.zone == zone), None)
     runstate.notes(configuration).merge("measurements", {
-        "replication": state.data_tier["replication"], "data_member": member,
-        "data_role": w.roles.get(member or "")})
+        "replication": state.data_tier["replication"], "data_member": w.member,
+        "data_role": w.roles.get(w.member)})
 
 
 def _longest_pause(acked: list[float], since: float, until: float) -> float:
@@ -139,7 +143,7 @@ def data_tier_after_zone_fault(timeout: float = 90.0,
     w.stop()
     lost = w.ledger.lost()
     acked = [t for _, t in w.ledger.acked]
-    member = next((m.name for m in w.members if m.zone == w.zone), "")
+    member = w.member
     held_primary = w.roles.get(member) == "leader"
     new = datatier.primary(w.members)
     back = w.ledger.writable_again(at)

@@ -177,9 +177,10 @@ class Cluster:
         say("starting the data tier: " + ", ".join(c.name for c in tier))
         # The last zone's member bootstraps alone, so it is the primary: drills fail zone a
         # by default, a standby's zone; `--zone primary` and the data fault fail the primary.
-        first = [c for c in tier if c.kind == "etcd"] + [tier[-1]]
-        self.start(state, first, deadline - time.monotonic())
-        self.start(state, tier[len(first) - 1 : -1], deadline - time.monotonic())
+        etcd = [c for c in tier if c.kind == "etcd"]
+        members = [c for c in tier if c.kind == "patroni"]
+        self.start(state, [*etcd, members[-1]], deadline - time.monotonic())
+        self.start(state, members[:-1], deadline - time.monotonic())
         self.start(state, [door], deadline - time.monotonic(), wait=False)
         waited = datatier.wait_writable(
             str(state.data_tier["frontend"]), deadline - time.monotonic()
